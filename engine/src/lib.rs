@@ -1,0 +1,25 @@
+//! hookd's engine: everything but HTTP in and configuration.
+//!
+//! A tour, from the edges in:
+//! - [`ids`], [`secret`]: typed, prefixed ids and secrets that never print themselves.
+//! - [`store`]: the only code that talks SQL. Deliveries are event-sourced: every state change
+//!   appends to `delivery_log` and updates the `deliveries` projection in one statement;
+//!   [`projection`] is the fold that defines what the projection must hold.
+//! - [`worker`]: claims due deliveries (`FOR UPDATE SKIP LOCKED`, under a lease), sends them with
+//!   [`sender`], signs with [`signing`], classifies the result with [`outcome`] and schedules the
+//!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY.
+//! - [`address`]: which addresses webhooks may go to.
+
+pub mod address;
+pub mod delivery;
+pub mod endpoint_url;
+pub mod ids;
+pub mod listener;
+pub mod outcome;
+pub mod projection;
+pub mod retry;
+pub mod secret;
+pub mod sender;
+pub mod signing;
+pub mod store;
+pub mod worker;

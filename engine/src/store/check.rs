@@ -1,0 +1,110 @@
+//! `hookd projection check`: fold every delivery's log and compare it with the projection.
+
+use futures_util::{StreamExt as _, pin_mut};
+
+use super::deliveries::log_entry;
+use super::{Store, StoreError, parse_text};
+use crate::delivery::{DeliveryState, LogEntry};
+use crate::ids::DeliveryId;
+use crate::projection::{self, Projected};
+
+/// A delivery whose projection is not what its log folds to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch {
+    pub delivery_id: DeliveryId,
+    pub problem: String,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckReport {
+    pub deliveries_checked: u64,
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Streams every delivery's projected columns beside its log rows, in one snapshot (one
+/// statement), ordered so each delivery's rows arrive together, oldest first.
+pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT d.id, d.state::text AS state, d.attempts, d.budget_start, d.due_at,
+                    d.lease_owner, d.last_http_status, d.last_error,
+                    l.seq, l.kind::text AS kind, l.at, l.attempt, l.worker_id, l.http_status,
+                    l.latency_ms, l.error_class, l.error_message, l.response_excerpt,
+                    l.next_attempt_at, l.lease_expires_at
+             FROM deliveries d
+             LEFT JOIN delivery_log l ON l.delivery_id = d.id
+             ORDER BY d.id, l.seq",
+        )
+        .await?;
+    let rows = client.query_raw(&stmt, std::iter::empty::<i32>()).await?;
+    pin_mut!(rows);
+    let mut report = CheckReport::default();
+    let mut current: Option<(DeliveryId, Projected, Vec<LogEntry>)> = None;
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let id = DeliveryId(row.try_get("id")?);
+        if current.as_ref().is_none_or(|(cur, _, _)| *cur != id) {
+            if let Some(done) = current.take() {
+                compare(done, &mut report);
+            }
+            let stored = Projected {
+                state: parse_text::<DeliveryState>(&row, "state")?,
+                attempts: row.try_get("attempts")?,
+                budget_start: row.try_get("budget_start")?,
+                due_at: row.try_get("due_at")?,
+                lease_owner: row.try_get("lease_owner")?,
+                last_http_status: row.try_get("last_http_status")?,
+                last_error: row.try_get("last_error")?,
+            };
+            current = Some((id, stored, Vec::new()));
+        }
+        if row.try_get::<_, Option<i64>>("seq")?.is_some()
+            && let Some((_, _, log)) = current.as_mut()
+        {
+            log.push(log_entry(&row)?);
+        }
+    }
+    if let Some(done) = current.take() {
+        compare(done, &mut report);
+    }
+    Ok(report)
+}
+
+fn compare((id, stored, log): (DeliveryId, Projected, Vec<LogEntry>), report: &mut CheckReport) {
+    report.deliveries_checked += 1;
+    let problem = match projection::fold(&log) {
+        Err(e) => Some(format!("its log is invalid: {e}")),
+        Ok(folded) if folded != stored => Some(describe(&folded, &stored)),
+        Ok(_) => None,
+    };
+    if let Some(problem) = problem {
+        report.mismatches.push(Mismatch {
+            delivery_id: id,
+            problem,
+        });
+    }
+}
+
+fn describe(folded: &Projected, stored: &Projected) -> String {
+    let mut diffs = Vec::new();
+    macro_rules! diff {
+        ($field:ident) => {
+            if folded.$field != stored.$field {
+                diffs.push(format!(
+                    concat!(stringify!($field), ": log says {:?}, projection has {:?}"),
+                    folded.$field, stored.$field
+                ));
+            }
+        };
+    }
+    diff!(state);
+    diff!(attempts);
+    diff!(budget_start);
+    diff!(due_at);
+    diff!(lease_owner);
+    diff!(last_http_status);
+    diff!(last_error);
+    diffs.join("; ")
+}

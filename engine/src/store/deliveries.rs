@@ -1,0 +1,402 @@
+//! The delivery queue and its reads. Each state change is one statement that updates the
+//! projection (`deliveries`) and appends the matching `delivery_log` rows together.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::{Store, StoreError, parse_text, tenants};
+use crate::delivery::{Delivery, LogEntry};
+use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
+
+/// A delivery leased to this worker, with what it takes to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: EndpointId,
+    /// The attempt number this lease is for.
+    pub attempt: i32,
+    /// Attempts already spent before the current retry budget (set by redrive).
+    pub budget_start: i32,
+    pub url: String,
+    /// The endpoint's `whsec_` secret as stored.
+    pub secret: String,
+    pub endpoint_enabled: bool,
+    pub max_attempts: Option<i32>,
+    pub retry_base_ms: Option<i64>,
+    pub retry_cap_ms: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub event_type: String,
+    pub payload: String,
+    pub event_created_at: DateTime<Utc>,
+}
+
+/// The attempt row of an outcome: what happened when the webhook was sent.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub succeeded: bool,
+    pub http_status: Option<i32>,
+    pub latency_ms: i32,
+    pub error_class: Option<&'static str>,
+    pub error_message: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+/// What follows an attempt in the queue.
+#[derive(Debug, Clone)]
+pub enum FollowUp {
+    /// Delivered: nothing follows.
+    None,
+    Retry {
+        delay: Duration,
+    },
+    DeadLetter {
+        class: Option<&'static str>,
+        message: Option<String>,
+    },
+}
+
+/// One finished lease: the attempt (if one was made) and what follows it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    pub attempt: i32,
+    /// `None` when nothing was sent (endpoint disabled, budget exhausted by expired leases): the
+    /// attempt is not charged.
+    pub attempt_record: Option<AttemptRecord>,
+    pub follow_up: FollowUp,
+    /// The receiver answered 410 Gone: disable the endpoint.
+    pub disable_endpoint: bool,
+}
+
+/// Leases up to `batch` due deliveries to `worker_id` (see `claim_due.sql`).
+pub async fn delivery_claim_due(
+    store: &Store,
+    worker_id: &str,
+    batch: i64,
+    default_timeout: Duration,
+    lease_margin: Duration,
+) -> Result<Vec<Claimed>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client.prepare_cached(include_str!("claim_due.sql")).await?;
+    let timeout_ms = millis(default_timeout);
+    let margin_ms = millis(lease_margin);
+    let rows = client
+        .query(&stmt, &[&worker_id, &batch, &timeout_ms, &margin_ms])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: DeliveryId(r.try_get("id")?),
+                event_id: EventId(r.try_get("event_id")?),
+                endpoint_id: EndpointId(r.try_get("endpoint_id")?),
+                attempt: r.try_get("attempts")?,
+                budget_start: r.try_get("budget_start")?,
+                url: r.try_get("url")?,
+                secret: r.try_get("secret")?,
+                endpoint_enabled: r.try_get("enabled")?,
+                max_attempts: r.try_get("max_attempts")?,
+                retry_base_ms: r.try_get("retry_base_ms")?,
+                retry_cap_ms: r.try_get("retry_cap_ms")?,
+                timeout_ms: r.try_get("timeout_ms")?,
+                event_type: r.try_get("event_type")?,
+                payload: r.try_get("payload")?,
+                event_created_at: r.try_get("event_created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// How long until the earliest live delivery is claimable (a pending one due, or a lease
+/// expiring), by the database's clock. `None` when nothing is live.
+pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT (extract(epoch FROM min(due_at) - clock_timestamp()) * 1000)::float8
+             FROM deliveries WHERE state IN ('pending', 'in_flight')",
+        )
+        .await?;
+    let ms: Option<f64> = client.query_one(&stmt, &[]).await?.try_get(0)?;
+    Ok(ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
+}
+
+/// Applies a batch of outcomes (see `record_outcomes.sql`); returns the ids that were still
+/// leased to this worker and so were recorded.
+async fn delivery_outcomes_apply(
+    client: &impl GenericClient,
+    worker_id: &str,
+    outcomes: &[Outcome],
+) -> Result<Vec<DeliveryId>, StoreError> {
+    let n = outcomes.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut kinds: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(n);
+    let mut classes: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut messages: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut excerpts: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut follows: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut follow_classes: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut follow_messages: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut delays: Vec<Option<i64>> = Vec::with_capacity(n);
+    for o in outcomes {
+        ids.push(o.delivery_id.0);
+        attempts.push(o.attempt);
+        let a = o.attempt_record.as_ref();
+        kinds.push(a.map(|a| {
+            if a.succeeded {
+                "attempt_succeeded"
+            } else {
+                "attempt_failed"
+            }
+        }));
+        statuses.push(a.and_then(|a| a.http_status));
+        latencies.push(a.map(|a| a.latency_ms));
+        classes.push(a.and_then(|a| a.error_class));
+        messages.push(a.and_then(|a| a.error_message.as_deref()));
+        excerpts.push(a.and_then(|a| a.response_excerpt.as_deref()));
+        match &o.follow_up {
+            FollowUp::None => {
+                follows.push(None);
+                follow_classes.push(None);
+                follow_messages.push(None);
+                delays.push(None);
+            }
+            FollowUp::Retry { delay } => {
+                follows.push(Some("retry_scheduled"));
+                follow_classes.push(None);
+                follow_messages.push(None);
+                delays.push(Some(millis(*delay)));
+            }
+            FollowUp::DeadLetter { class, message } => {
+                follows.push(Some("dead_lettered"));
+                follow_classes.push(*class);
+                follow_messages.push(message.as_deref());
+                delays.push(None);
+            }
+        }
+    }
+    let stmt = client
+        .prepare_cached(include_str!("record_outcomes.sql"))
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &worker_id,
+                &ids,
+                &attempts,
+                &kinds,
+                &statuses,
+                &latencies,
+                &classes,
+                &messages,
+                &excerpts,
+                &follows,
+                &follow_classes,
+                &follow_messages,
+                &delays,
+            ],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(DeliveryId(r.try_get(0)?))).collect()
+}
+
+/// Records a batch of outcomes and disables the endpoints that answered 410, in one transaction.
+pub async fn delivery_outcomes_record(
+    store: &Store,
+    worker_id: &str,
+    outcomes: &[Outcome],
+) -> Result<Vec<DeliveryId>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let recorded = delivery_outcomes_apply(&tx, worker_id, outcomes).await?;
+    let gone: Vec<Uuid> = outcomes
+        .iter()
+        .filter(|o| o.disable_endpoint)
+        .map(|o| o.endpoint_id.0)
+        .collect();
+    if !gone.is_empty() {
+        tenants::endpoints_disable(&tx, &gone, "the receiver answered 410 Gone").await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// Hands unfinished leases back to the queue, due now (worker shutdown). The attempt stays
+/// charged: it may have reached the receiver.
+pub async fn delivery_release(
+    store: &Store,
+    worker_id: &str,
+    leases: &[(DeliveryId, i32)],
+) -> Result<u64, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH input AS (
+                 SELECT * FROM unnest($2::uuid[], $3::int[]) AS t(delivery_id, attempt)
+             ),
+             released AS (
+                 UPDATE deliveries d
+                 SET state = 'pending', due_at = now(), lease_owner = NULL, updated_at = now()
+                 FROM input i
+                 WHERE d.id = i.delivery_id AND d.state = 'in_flight'
+                   AND d.lease_owner = $1 AND d.attempts = i.attempt
+                 RETURNING d.id, d.attempts, d.due_at
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, worker_id, next_attempt_at)
+             SELECT id, 'released', attempts, $1, due_at FROM released ORDER BY id",
+        )
+        .await?;
+    let ids: Vec<Uuid> = leases.iter().map(|(id, _)| id.0).collect();
+    let attempts: Vec<i32> = leases.iter().map(|(_, a)| *a).collect();
+    Ok(client
+        .execute(&stmt, &[&worker_id, &ids, &attempts])
+        .await?)
+}
+
+/// What a redrive request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedriveOutcome {
+    Redriven,
+    /// The delivery is pending, in flight or cancelled: there is nothing to redrive.
+    NotRedrivable,
+    NotFound,
+}
+
+/// Schedules a dead-lettered or delivered delivery again, now, with a fresh retry budget.
+async fn delivery_redrive_apply(
+    client: &impl GenericClient,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH redriven AS (
+                 UPDATE deliveries
+                 SET state = 'pending', budget_start = attempts, due_at = now(),
+                     lease_owner = NULL, updated_at = now()
+                 WHERE id = $1 AND app_id = $2 AND state IN ('dead', 'succeeded')
+                 RETURNING id, attempts, due_at
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
+             SELECT id, 'redriven', attempts, due_at FROM redriven",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&id.0, &app_id.0]).await? == 1)
+}
+
+/// Redrives one delivery of an app.
+pub async fn delivery_redrive(
+    store: &Store,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<RedriveOutcome, StoreError> {
+    let client = store.client().await?;
+    if delivery_redrive_apply(&client, app_id, id).await? {
+        return Ok(RedriveOutcome::Redriven);
+    }
+    Ok(match delivery_get_with(&client, app_id, id).await? {
+        Some(_) => RedriveOutcome::NotRedrivable,
+        None => RedriveOutcome::NotFound,
+    })
+}
+
+/// One delivery of an app, as the projection holds it.
+pub async fn delivery_get(
+    store: &Store,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<Option<Delivery>, StoreError> {
+    let client = store.client().await?;
+    delivery_get_with(&client, app_id, id).await
+}
+
+async fn delivery_get_with(
+    client: &impl GenericClient,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<Option<Delivery>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT event_id, endpoint_id, state::text AS state, attempts,
+                    CASE WHEN state = 'pending' THEN due_at END AS next_attempt_at,
+                    last_http_status, last_error, created_at, updated_at
+             FROM deliveries WHERE id = $1 AND app_id = $2",
+        )
+        .await?;
+    let Some(r) = client.query_opt(&stmt, &[&id.0, &app_id.0]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Delivery {
+        id,
+        event_id: EventId(r.try_get("event_id")?),
+        endpoint_id: EndpointId(r.try_get("endpoint_id")?),
+        state: parse_text(&r, "state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_http_status: r.try_get("last_http_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    }))
+}
+
+/// A delivery's log, oldest first; `None` when the app has no such delivery.
+pub async fn delivery_history(
+    store: &Store,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<Option<Vec<LogEntry>>, StoreError> {
+    let client = store.client().await?;
+    // The app check and the log read are one statement so that they see one snapshot.
+    let stmt = client
+        .prepare_cached(
+            "SELECT l.seq, l.kind::text AS kind, l.at, l.attempt, l.worker_id, l.http_status,
+                    l.latency_ms, l.error_class, l.error_message, l.response_excerpt,
+                    l.next_attempt_at, l.lease_expires_at
+             FROM deliveries d
+             LEFT JOIN delivery_log l ON l.delivery_id = d.id
+             WHERE d.id = $1 AND d.app_id = $2
+             ORDER BY l.seq",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&id.0, &app_id.0]).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if r.try_get::<_, Option<i64>>("seq")?.is_some() {
+            entries.push(log_entry(r)?);
+        }
+    }
+    Ok(Some(entries))
+}
+
+pub(crate) fn log_entry(r: &tokio_postgres::Row) -> Result<LogEntry, StoreError> {
+    Ok(LogEntry {
+        seq: r.try_get("seq")?,
+        kind: parse_text(r, "kind")?,
+        at: r.try_get("at")?,
+        attempt: r.try_get("attempt")?,
+        worker_id: r.try_get("worker_id")?,
+        http_status: r.try_get("http_status")?,
+        latency_ms: r.try_get("latency_ms")?,
+        error_class: r.try_get("error_class")?,
+        error_message: r.try_get("error_message")?,
+        response_excerpt: r.try_get("response_excerpt")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+    })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

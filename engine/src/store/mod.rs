@@ -1,0 +1,143 @@
+//! The store: every SQL statement hookd runs, one function per statement, named
+//! `<entity>_<verb>`. It is the only code that writes deliveries and their log, and every
+//! function that changes a delivery's state appends the log row and updates the projection in
+//! the same statement.
+//!
+//! - [`migrate`]: applying `migrations/*.sql`.
+//! - [`tenants`]: apps, API keys, endpoints.
+//! - [`ingest`]: events, idempotency records and the deliveries they fan out to.
+//! - [`deliveries`]: the queue (claim, outcomes, release, redrive) and reads of state and history.
+//! - [`check`]: folding the log and comparing it with the projection.
+
+pub mod check;
+pub mod deliveries;
+pub mod ingest;
+pub mod migrate;
+pub mod tenants;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No connection could be had in time: the database is down, restarting or unreachable.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed.
+    #[error("database error: {0}")]
+    Database(#[source] tokio_postgres::Error),
+    /// The database holds a value this build cannot read (a newer schema?).
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+    /// `DATABASE_URL` could not be parsed.
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the database went away) rather than the request itself
+    /// being wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database(e) => {
+                // Connection exceptions (08), operator intervention such as a shutdown or a
+                // terminated backend (57), and insufficient resources (53) pass with time.
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|db| {
+                        let code = db.code().code();
+                        code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(db) => Self::Database(db),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::delivery::UnknownValue> for StoreError {
+    fn from(e: crate::delivery::UnknownValue) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
+/// A pool of connections to hookd's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl Store {
+    /// Builds a pool; connections are opened lazily, so this succeeds while the database is down.
+    pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = database_url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+        if config.get_application_name().is_none() {
+            config.application_name("hookd");
+        }
+        config.connect_timeout(Duration::from_secs(5));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        // Waiting longer than this for a connection means the database is away: callers answer
+        // "unavailable" instead of hanging.
+        let wait = Duration::from_secs(5);
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(wait))
+            .recycle_timeout(Some(wait))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { pool, config })
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The connection settings, for the dedicated LISTEN connection.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// Pool figures, for readiness and metrics.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+}
+
+/// Reads a text column into one of the engine's enums.
+pub(crate) fn parse_text<T>(row: &tokio_postgres::Row, column: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr<Err = crate::delivery::UnknownValue>,
+{
+    let text: &str = row.try_get(column)?;
+    Ok(text.parse()?)
+}

@@ -1,0 +1,449 @@
+//! The worker loop: claim due deliveries, send them concurrently, record outcomes in batches.
+//!
+//! Invariants:
+//! - No lost wake-ups: the loop arms its wake-up before it claims, so a notification that lands
+//!   between the claim and the sleep still ends the sleep.
+//! - No fixed poll: it sleeps until the earliest due time the database reports, a notification,
+//!   a finished send, or shutdown.
+//! - No transaction is open while a webhook is sent: claim commits first, outcomes commit after.
+//! - Shutdown stops claiming, lets in-flight sends finish until a grace deadline, then releases
+//!   what is left back to the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use rand::RngExt as _;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::DeliveryId;
+use crate::outcome::{self, AttemptResult, ErrorClass, Verdict};
+use crate::retry::RetryPolicy;
+use crate::secret::SigningSecret;
+use crate::sender::{Sender, Webhook};
+use crate::signing;
+use crate::store::Store;
+use crate::store::deliveries::{
+    self, AttemptRecord, Claimed, FollowUp, Outcome, delivery_claim_due, delivery_next_due_in,
+};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this process in leases and in the delivery log.
+    pub worker_id: String,
+    /// Webhooks in flight at once.
+    pub concurrency: usize,
+    /// Deliveries claimed per statement.
+    pub claim_batch: usize,
+    /// Added to a delivery's timeout to make its lease: a lease outlives any attempt, so only a
+    /// dead worker's lease ever expires.
+    pub lease_margin: Duration,
+    /// Timeout of an attempt when the endpoint sets none.
+    pub default_timeout: Duration,
+    /// Retry policy when the endpoint sets none.
+    pub retry: RetryPolicy,
+    /// How long shutdown waits for in-flight sends before releasing them.
+    pub shutdown_grace: Duration,
+}
+
+/// Least wait before claiming again when due work exists but could not be claimed (another
+/// worker holds it): it will be leased, and due again only at lease expiry, within moments.
+const CONTENDED_RETRY: Duration = Duration::from_millis(20);
+
+/// Wait after a database error before trying again.
+const DATABASE_RETRY: Duration = Duration::from_millis(500);
+
+/// Outcomes written per statement at most.
+const OUTCOME_BATCH: usize = 512;
+
+/// Runs a worker until `shutdown` is cancelled and in-flight work is finished or released.
+pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: CancellationToken) {
+    let wake = Arc::new(Notify::new());
+    let listener_stop = CancellationToken::new();
+    let listener = tokio::spawn(crate::listener::listen(
+        store.pg_config().clone(),
+        wake.clone(),
+        listener_stop.clone(),
+    ));
+    let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_outcomes(
+        store.clone(),
+        config.worker_id.clone(),
+        outcomes_rx,
+    ));
+    let context = Arc::new(AttemptContext {
+        sender,
+        config: config.clone(),
+        outcomes: outcomes_tx,
+    });
+
+    let mut sends: JoinSet<()> = JoinSet::new();
+    let mut leases: HashMap<tokio::task::Id, (DeliveryId, i32)> = HashMap::new();
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let free = config.concurrency.saturating_sub(sends.len());
+        let mut sleep_for = None;
+        if free > 0 {
+            let want = free.min(config.claim_batch);
+            match claim(&store, &config, want).await {
+                Ok(claimed) => {
+                    let got = claimed.len();
+                    for delivery in claimed {
+                        let lease = (delivery.id, delivery.attempt);
+                        let handle = sends.spawn(attempt(context.clone(), delivery));
+                        leases.insert(handle.id(), lease);
+                    }
+                    if got == want {
+                        continue;
+                    }
+                    sleep_for = match delivery_next_due_in(&store).await {
+                        Ok(Some(due)) => Some(due.max(CONTENDED_RETRY)),
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the next due time");
+                            Some(DATABASE_RETRY)
+                        }
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed");
+                    sleep_for = Some(DATABASE_RETRY);
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = &mut notified => {}
+            Some(done) = sends.join_next_with_id(), if !sends.is_empty() => {
+                forget_lease(&mut leases, done);
+            }
+            () = sleep_or_forever(sleep_for) => {}
+        }
+    }
+
+    // Stage two of shutdown: no more claims; give in-flight sends until the deadline.
+    let deadline = tokio::time::sleep(config.shutdown_grace);
+    tokio::pin!(deadline);
+    while !sends.is_empty() {
+        tokio::select! {
+            Some(done) = sends.join_next_with_id() => forget_lease(&mut leases, done),
+            () = &mut deadline => {
+                sends.abort_all();
+                while let Some(done) = sends.join_next_with_id().await {
+                    forget_lease(&mut leases, done);
+                }
+            }
+        }
+    }
+    drop(context);
+    // Every finished send's outcome is queued; the recorder drains them, then stops.
+    if let Err(e) = recorder.await {
+        tracing::error!(error = %e, "outcome recorder failed");
+    }
+    let unfinished: Vec<(DeliveryId, i32)> = leases.into_values().collect();
+    if !unfinished.is_empty() {
+        match deliveries::delivery_release(&store, &config.worker_id, &unfinished).await {
+            Ok(n) => tracing::info!(released = n, "released unfinished deliveries"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release deliveries; their leases will expire")
+            }
+        }
+    }
+    listener_stop.cancel();
+    let _ = listener.await;
+}
+
+async fn claim(
+    store: &Store,
+    config: &WorkerConfig,
+    want: usize,
+) -> Result<Vec<Claimed>, crate::store::StoreError> {
+    delivery_claim_due(
+        store,
+        &config.worker_id,
+        i64::try_from(want).unwrap_or(i64::MAX),
+        config.default_timeout,
+        config.lease_margin,
+    )
+    .await
+}
+
+/// A send that finished (or was aborted) no longer holds a lease this worker must release,
+/// unless it was aborted before recording.
+fn forget_lease(
+    leases: &mut HashMap<tokio::task::Id, (DeliveryId, i32)>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) {
+    match done {
+        Ok((id, ())) => {
+            leases.remove(&id);
+        }
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => {
+            // The lease expires and another claim retries the delivery.
+            tracing::error!(error = %e, "a send task panicked");
+            leases.remove(&e.id());
+        }
+    }
+}
+
+async fn sleep_or_forever(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct AttemptContext {
+    sender: Sender,
+    config: WorkerConfig,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+}
+
+async fn attempt(context: Arc<AttemptContext>, delivery: Claimed) {
+    let outcome = attempt_outcome(&context, &delivery).await;
+    tracing::debug!(
+        delivery_id = %delivery.id,
+        event_id = %delivery.event_id,
+        endpoint_id = %delivery.endpoint_id,
+        attempt = delivery.attempt,
+        follow_up = ?outcome.follow_up,
+        "attempt finished"
+    );
+    // The recorder outlives every send task; a failed send here means shutdown already gave up
+    // on recording, and the lease will expire.
+    let _ = context.outcomes.send(outcome);
+}
+
+/// The retry policy of a delivery: the endpoint's overrides over the worker's defaults.
+fn policy_for(delivery: &Claimed, defaults: RetryPolicy) -> RetryPolicy {
+    let ms = |v: Option<i64>| {
+        v.and_then(|v| u64::try_from(v).ok())
+            .map(Duration::from_millis)
+    };
+    RetryPolicy {
+        max_attempts: delivery
+            .max_attempts
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(defaults.max_attempts),
+        base: ms(delivery.retry_base_ms).unwrap_or(defaults.base),
+        cap: ms(delivery.retry_cap_ms).unwrap_or(defaults.cap),
+    }
+}
+
+async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcome {
+    let policy = policy_for(delivery, context.config.retry);
+    let attempt_in_budget = u32::try_from(delivery.attempt - delivery.budget_start).unwrap_or(0);
+    let not_sent = |class: ErrorClass, message: String| Outcome {
+        delivery_id: delivery.id,
+        endpoint_id: delivery.endpoint_id,
+        attempt: delivery.attempt,
+        attempt_record: None,
+        follow_up: FollowUp::DeadLetter {
+            class: Some(class.as_str()),
+            message: Some(message),
+        },
+        disable_endpoint: false,
+    };
+    if !delivery.endpoint_enabled {
+        return not_sent(
+            ErrorClass::EndpointDisabled,
+            "the endpoint is disabled".into(),
+        );
+    }
+    // Only expired leases (a worker died mid-attempt) can push the count past the budget.
+    if attempt_in_budget > policy.max_attempts {
+        return not_sent(
+            ErrorClass::LeaseExpired,
+            format!(
+                "no outcome was recorded for {} attempts (their workers stopped)",
+                policy.max_attempts
+            ),
+        );
+    }
+    let secret = match SigningSecret::parse(&delivery.secret) {
+        Ok(secret) => secret,
+        Err(e) => {
+            return not_sent(
+                ErrorClass::ForbiddenAddress,
+                format!("unusable secret: {e}"),
+            );
+        }
+    };
+
+    let msg_id = delivery.event_id.to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let body = webhook_body(delivery);
+    let signature = signing::sign(&secret, &msg_id, timestamp, body.as_bytes());
+    let timeout = delivery
+        .timeout_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map_or(context.config.default_timeout, Duration::from_millis);
+    let (result, latency) = context
+        .sender
+        .send(Webhook {
+            url: &delivery.url,
+            msg_id: &msg_id,
+            timestamp,
+            signature: &signature,
+            body,
+            timeout,
+        })
+        .await;
+
+    let verdict = outcome::classify(&result);
+    let record = attempt_record(&result, verdict, latency);
+    let (follow_up, disable_endpoint) = match verdict {
+        Verdict::Succeeded => (FollowUp::None, false),
+        Verdict::Retry { retry_after } if policy.allows_another(attempt_in_budget) => {
+            let jitter: f64 = rand::rng().random();
+            let delay = policy.next_delay(attempt_in_budget, retry_after, jitter);
+            (FollowUp::Retry { delay }, false)
+        }
+        Verdict::Retry { .. } => (
+            FollowUp::DeadLetter {
+                class: Some("retries_exhausted"),
+                message: None,
+            },
+            false,
+        ),
+        Verdict::DeadLetter { disable_endpoint } => (
+            FollowUp::DeadLetter {
+                class: None,
+                message: None,
+            },
+            disable_endpoint,
+        ),
+    };
+    Outcome {
+        delivery_id: delivery.id,
+        endpoint_id: delivery.endpoint_id,
+        attempt: delivery.attempt,
+        attempt_record: Some(record),
+        follow_up,
+        disable_endpoint,
+    }
+}
+
+fn attempt_record(result: &AttemptResult, verdict: Verdict, latency: Duration) -> AttemptRecord {
+    let latency_ms = i32::try_from(latency.as_millis()).unwrap_or(i32::MAX);
+    match result {
+        AttemptResult::Responded {
+            status, excerpt, ..
+        } => {
+            let succeeded = verdict == Verdict::Succeeded;
+            AttemptRecord {
+                succeeded,
+                http_status: Some(i32::from(*status)),
+                latency_ms,
+                error_class: (!succeeded).then_some(ErrorClass::HttpStatus.as_str()),
+                error_message: (!succeeded).then(|| format!("HTTP {status}")),
+                response_excerpt: (!excerpt.is_empty()).then(|| excerpt.clone()),
+            }
+        }
+        AttemptResult::Failed { class, message } => AttemptRecord {
+            succeeded: false,
+            http_status: None,
+            latency_ms,
+            error_class: Some(class.as_str()),
+            error_message: Some(message.clone()),
+            response_excerpt: None,
+        },
+    }
+}
+
+/// `{"type", "timestamp", "data"}`, with the payload spliced in as published.
+fn webhook_body(delivery: &Claimed) -> String {
+    let event_type = serde_json::Value::String(delivery.event_type.clone());
+    let timestamp = delivery
+        .event_created_at
+        .to_rfc3339_opts(SecondsFormat::Millis, true);
+    format!(
+        r#"{{"type":{event_type},"timestamp":"{timestamp}","data":{}}}"#,
+        delivery.payload
+    )
+}
+
+/// Writes outcomes in batches (group commit) until every sender is gone and the queue is empty.
+/// A failed write is retried: the outcome of a webhook that was sent is not thrown away while the
+/// lease still holds.
+async fn record_outcomes(
+    store: Store,
+    worker_id: String,
+    mut outcomes: mpsc::UnboundedReceiver<Outcome>,
+) {
+    let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+    while outcomes.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
+        let mut delay = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            match deliveries::delivery_outcomes_record(&store, &worker_id, &batch).await {
+                Ok(recorded) => {
+                    if recorded.len() < batch.len() {
+                        tracing::warn!(
+                            lost = batch.len() - recorded.len(),
+                            "outcomes arrived after their lease was taken over; dropped"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    // Past a few minutes every lease in the batch has expired and been reclaimed.
+                    if tries > 40 {
+                        tracing::error!(error = %e, "giving up on recording outcomes");
+                        break;
+                    }
+                    tracing::warn!(error = %e, "cannot record outcomes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_splices_the_payload_verbatim() {
+        let delivery = Claimed {
+            id: DeliveryId::generate(),
+            event_id: crate::ids::EventId::generate(),
+            endpoint_id: crate::ids::EndpointId::generate(),
+            attempt: 1,
+            budget_start: 0,
+            url: String::new(),
+            secret: String::new(),
+            endpoint_enabled: true,
+            max_attempts: None,
+            retry_base_ms: None,
+            retry_cap_ms: None,
+            timeout_ms: None,
+            event_type: "order.\"shipped\"".into(),
+            payload: r#"{"b": 1,  "a": [true]}"#.into(),
+            event_created_at: chrono::DateTime::parse_from_rfc3339("2026-05-01T12:00:00.5Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        };
+        let body = webhook_body(&delivery);
+        assert_eq!(
+            body,
+            r#"{"type":"order.\"shipped\"","timestamp":"2026-05-01T12:00:00.500Z","data":{"b": 1,  "a": [true]}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["data"]["a"][0], true);
+    }
+}

@@ -1,0 +1,175 @@
+//! Configuration: command-line flags, each also read from a `HOOKD_…` environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hookd_engine::retry::RetryPolicy;
+use hookd_engine::worker::WorkerConfig;
+
+const ENVIRONMENT: &str = "\
+Environment (each also a flag of the subcommands that use it; see `hookd <command> --help`):
+  DATABASE_URL                 PostgreSQL connection URL (required)
+  HOOKD_LISTEN                 API address:port                      [default: 127.0.0.1:8080]
+  HOOKD_ADMIN_TOKEN            token for admin routes (POST /v1/apps) (required by serve and api)
+  HOOKD_ALLOW_PRIVATE_TARGETS  let endpoints on loopback/private addresses receive [default: false]
+  HOOKD_RETRY_BASE_MS          delay after the first failed attempt   [default: 5000]
+  HOOKD_RETRY_CAP_MS           longest delay between attempts         [default: 21600000 (6 h)]
+  HOOKD_MAX_ATTEMPTS           attempts before dead-lettering         [default: 18 (~35 h)]
+  HOOKD_DELIVERY_TIMEOUT_MS    total time an attempt may take         [default: 15000]
+  HOOKD_CONNECT_TIMEOUT_MS     time to connect to a receiver          [default: 5000]
+  HOOKD_WORKER_CONCURRENCY     webhooks in flight per worker process  [default: 64]
+  HOOKD_CLAIM_BATCH            deliveries claimed per query           [default: 64]
+  HOOKD_LEASE_MARGIN_MS        lease = attempt timeout + this margin  [default: 30000]
+  HOOKD_SHUTDOWN_GRACE_MS      time in-flight sends get on SIGTERM    [default: 10000]
+  HOOKD_DB_POOL_SIZE           database connections per process       [default: 16]
+  HOOKD_MAX_BODY_BYTES         largest accepted request body          [default: 262144]
+  HOOKD_LOG                    log filter (tracing env-filter syntax) [default: info]";
+
+/// hookd: a webhook delivery engine on PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "hookd", version, after_help = ENVIRONMENT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and the workers in one process (migrates first).
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Run only the API (migrates first).
+    Api {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Run only a worker (migrates first).
+    Worker {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Apply pending migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Inspect the delivery projection.
+    Projection {
+        #[command(subcommand)]
+        command: ProjectionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionCommand {
+    /// Fold every delivery's log and report deliveries whose current state differs (exit 1).
+    Check {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Database connections per process.
+    #[arg(long, env = "HOOKD_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub db_pool_size: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address and port the API listens on (port 0 picks a free one).
+    #[arg(long, env = "HOOKD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Token for admin routes, sent as `Authorization: Bearer <token>`.
+    #[arg(long, env = "HOOKD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Largest accepted request body, in bytes (larger ones are answered 413).
+    #[arg(long, env = "HOOKD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Let endpoints on loopback and private addresses receive webhooks (development, tests).
+    #[arg(long, env = "HOOKD_ALLOW_PRIVATE_TARGETS", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_private_targets: bool,
+    /// Delay after the first failed attempt, in ms; it doubles with each further failure.
+    #[arg(long, env = "HOOKD_RETRY_BASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_base_ms: u64,
+    /// Longest delay between attempts, in ms.
+    #[arg(long, env = "HOOKD_RETRY_CAP_MS", default_value_t = 6 * 3600 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_cap_ms: u64,
+    /// Attempts a delivery gets before it is dead-lettered (the first try counts).
+    #[arg(long, env = "HOOKD_MAX_ATTEMPTS", default_value_t = 18, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Total time one attempt may take (connect, send, response), in ms.
+    #[arg(long, env = "HOOKD_DELIVERY_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delivery_timeout_ms: u64,
+    /// Time to establish a connection to a receiver, in ms.
+    #[arg(long, env = "HOOKD_CONNECT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout_ms: u64,
+    /// Webhooks in flight at once in this process.
+    #[arg(long, env = "HOOKD_WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub worker_concurrency: u32,
+    /// Deliveries claimed per query.
+    #[arg(long, env = "HOOKD_CLAIM_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub claim_batch: u32,
+    /// A lease lasts the attempt's timeout plus this margin, in ms; a dead worker's deliveries
+    /// are retried once it expires.
+    #[arg(long, env = "HOOKD_LEASE_MARGIN_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_margin_ms: u64,
+    /// On SIGTERM, how long in-flight sends may finish before they are released, in ms.
+    #[arg(long, env = "HOOKD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl WorkerArgs {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            base: Duration::from_millis(self.retry_base_ms),
+            cap: Duration::from_millis(self.retry_cap_ms.max(self.retry_base_ms)),
+        }
+    }
+
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            worker_id: worker_id(),
+            concurrency: self.worker_concurrency as usize,
+            claim_batch: self.claim_batch as usize,
+            lease_margin: Duration::from_millis(self.lease_margin_ms),
+            default_timeout: Duration::from_millis(self.delivery_timeout_ms),
+            retry: self.retry_policy(),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
+}
+
+/// Host, process and a random suffix: unique across restarts, readable in the delivery log.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
+}

@@ -1,0 +1,259 @@
+//! The `hookd` binary: `serve` (API and workers), `api`, `worker`, `migrate`,
+//! `projection check`. Configuration is in [`config`]; routes in [`api`]; error mapping in
+//! [`problem`].
+
+mod api;
+mod config;
+mod models;
+mod problem;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use hookd_engine::sender::{Sender, SenderConfig};
+use hookd_engine::store::{Store, check, migrate};
+use poem::listener::{Acceptor as _, Listener as _, TcpListener};
+use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Request, Response, Route, Server};
+use poem_openapi::OpenApiService;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ApiArgs, Cli, Command, DatabaseArgs, ProjectionCommand, WorkerArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hookd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            database,
+            api,
+            worker,
+        } => {
+            let store = open_store(&database).await?;
+            let shutdown = shutdown_on_signal();
+            let workers = tokio::spawn(run_worker(
+                store.clone(),
+                worker_parts(&worker)?,
+                shutdown.clone(),
+            ));
+            let served =
+                serve_api(store, &api, worker.allow_private_targets, shutdown.clone()).await;
+            // Whatever ended the API also ends the workers.
+            shutdown.cancel();
+            workers.await.context("worker task failed")?;
+            served?;
+        }
+        Command::Api {
+            database,
+            api,
+            worker,
+        } => {
+            let store = open_store(&database).await?;
+            serve_api(
+                store,
+                &api,
+                worker.allow_private_targets,
+                shutdown_on_signal(),
+            )
+            .await?;
+        }
+        Command::Worker { database, worker } => {
+            let store = open_store(&database).await?;
+            run_worker(store, worker_parts(&worker)?, shutdown_on_signal()).await;
+        }
+        Command::Migrate { database } => {
+            let store = Store::connect(&database.database_url, 1)?;
+            let applied = migrate::migrate(&store).await?;
+            if applied.is_empty() {
+                println!(
+                    "database is up to date (version {})",
+                    migrate::latest_version()
+                );
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+        }
+        Command::Projection {
+            command: ProjectionCommand::Check { database },
+        } => {
+            let store = Store::connect(&database.database_url, 1)?;
+            let report = check::projection_check(&store).await?;
+            for m in &report.mismatches {
+                println!("{}: {}", m.delivery_id, m.problem);
+            }
+            println!(
+                "checked {} deliveries: {} differ from their log",
+                report.deliveries_checked,
+                report.mismatches.len()
+            );
+            if !report.mismatches.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects and migrates; waits for a database that is still starting.
+async fn open_store(database: &DatabaseArgs) -> anyhow::Result<Store> {
+    let store = Store::connect(&database.database_url, usize::from(database.db_pool_size))?;
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        match migrate::migrate(&store).await {
+            Ok(applied) => {
+                for name in applied {
+                    tracing::info!(migration = name, "applied migration");
+                }
+                return Ok(store);
+            }
+            Err(e) if e.is_unavailable() && attempt < 30 => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e).context("cannot migrate the database"),
+        }
+    }
+    unreachable!("the loop above returns")
+}
+
+fn worker_parts(args: &WorkerArgs) -> anyhow::Result<(Sender, hookd_engine::worker::WorkerConfig)> {
+    let sender = Sender::new(&SenderConfig {
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        allow_private_targets: args.allow_private_targets,
+    })?;
+    Ok((sender, args.worker_config()))
+}
+
+async fn run_worker(
+    store: Store,
+    (sender, config): (Sender, hookd_engine::worker::WorkerConfig),
+    shutdown: CancellationToken,
+) {
+    tracing::info!(worker_id = %config.worker_id, concurrency = config.concurrency, "worker started");
+    hookd_engine::worker::run(store, sender, config, shutdown).await;
+    tracing::info!("worker stopped");
+}
+
+async fn serve_api(
+    store: Store,
+    args: &ApiArgs,
+    allow_private_targets: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let max_body_bytes = args.max_body_bytes;
+    let state = Arc::new(api::ApiState {
+        store,
+        admin_token: args.admin_token.clone(),
+        allow_private_targets,
+    });
+    let service = OpenApiService::new(api::Api { state }, "hookd", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Webhook delivery engine: signed, at-least-once, event-sourced on PostgreSQL.",
+        );
+    let app = Route::new()
+        .nest("/openapi.json", service.spec_endpoint())
+        .nest("/docs", service.swagger_ui())
+        .nest("/", service)
+        .around(move |endpoint, request| limit_body(endpoint, request, max_body_bytes))
+        .catch_all_error(problem::problem_response);
+    let acceptor = TcpListener::bind(args.listen)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .context("the listener has no socket address")?;
+    // Tests and scripts read this line to find the port.
+    println!("hookd listening on http://{bound}");
+    tracing::info!(%bound, "API listening");
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            app,
+            shutdown.cancelled_owned(),
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .context("the API server failed")
+}
+
+/// Refuses bodies over the limit with 413, whether they announce their length or are chunked.
+/// (poem's own `SizeLimit` also demands a `Content-Length` on requests that have no body.)
+async fn limit_body<E: Endpoint>(
+    endpoint: std::sync::Arc<E>,
+    mut request: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    let announced = request
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(poem::Error::from_status(
+            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+        ));
+    }
+    if announced.is_none() {
+        let bytes = request.take_body().into_bytes_limit(limit).await?;
+        request.set_body(bytes);
+    }
+    Ok(endpoint.call(request).await?.into_response())
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        tracing::info!("shutting down: no new work is claimed");
+        trigger.cancel();
+    });
+    token
+}

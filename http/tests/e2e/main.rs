@@ -1,0 +1,10 @@
+//! End-to-end tests: real PostgreSQL, real hookd processes, real HTTP receivers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod crash;
+mod delivery;
+mod idempotency;
+mod projection;
+mod wakeup;

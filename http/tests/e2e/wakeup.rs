@@ -1,0 +1,108 @@
+//! Workers are woken by NOTIFY, not by polling, and recover from a lost LISTEN connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_notification_wakes_a_worker_sleeping_on_a_far_off_retry() {
+    let db = TestDb::create().await;
+    // Retries an hour away: the worker's only timer is far off.
+    let hookd = Hookd::start(
+        &db,
+        "serve",
+        &[
+            ("HOOKD_RETRY_BASE_MS", "3600000"),
+            ("HOOKD_RETRY_CAP_MS", "3600000"),
+        ],
+    )
+    .await;
+    let api = Client::new(&hookd);
+    let key = api.create_app().await;
+    let mut failing = Receiver::start(Arc::new(|_| (500, Duration::ZERO))).await;
+    api.create_endpoint(&key, json!({"url": failing.url, "event_types": ["a"]}))
+        .await;
+    let first = api.publish(&key, "a", json!({})).await;
+    failing.next().await;
+    let first_id = first["deliveries"][0]["id"].as_str().unwrap();
+    let pending = api.wait_for_state(&key, first_id, "pending").await;
+    let next_attempt: chrono::DateTime<chrono::Utc> = pending["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(next_attempt - chrono::Utc::now() > chrono::TimeDelta::minutes(50));
+    // Let the worker settle into its long sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut healthy = Receiver::ok().await;
+    api.create_endpoint(&key, json!({"url": healthy.url, "event_types": ["b"]}))
+        .await;
+    let published_at = Instant::now();
+    api.publish(&key, "b", json!({})).await;
+    let got = healthy.next().await;
+    let latency = got.at - published_at;
+    assert!(
+        latency < Duration::from_secs(2),
+        "the notification should wake the worker at once, took {latency:?}"
+    );
+    // The far-off retry is still waiting: nothing polled it early.
+    assert_eq!(api.delivery(&key, first_id).await["attempts"], 1);
+    assert!(failing.rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn workers_reconnect_and_catch_up_after_losing_their_connections() {
+    let db = TestDb::create().await;
+    let hookd = Hookd::start(&db, "serve", &[]).await;
+    let api = Client::new(&hookd);
+    let key = api.create_app().await;
+    let mut receiver = Receiver::ok().await;
+    api.create_endpoint(&key, json!({"url": receiver.url}))
+        .await;
+    api.publish(&key, "before", json!({})).await;
+    receiver.next().await;
+
+    // Cut every hookd connection, the LISTEN one included.
+    let client = db.client().await;
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'hookd'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        killed >= 2,
+        "expected the pool and the LISTEN connection, killed {killed}"
+    );
+
+    // The API answers again once its pool replaces the dead connections.
+    let deadline = Instant::now() + PATIENCE;
+    let accepted = loop {
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/events",
+                &key,
+                Some(json!({"type": "after", "payload": {}})),
+            )
+            .await;
+        if status == 202 {
+            break body;
+        }
+        assert_eq!(
+            status, 503,
+            "a lost connection must read as unavailable: {body}"
+        );
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let got = receiver.next().await;
+    assert_eq!(got.headers["webhook-id"], accepted["id"].as_str().unwrap());
+}

@@ -55,8 +55,8 @@ CREATE TABLE events (
     id         uuid PRIMARY KEY,
     app_id     uuid NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
     event_type text NOT NULL,
-    -- `json`, not `jsonb`: kept as the producer sent it (key order included), without paying for
-    -- a parse into jsonb on every insert.
+    -- `json`, not `jsonb`: keeps the payload's key order and skips jsonb's binary conversion on
+    -- every insert.
     payload    json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );

@@ -67,7 +67,7 @@ pg_stop() {
     pg_as_owner "$bin/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1 || true
 }
 
-# pg_psql PORT DBNAME SQL
+# pg_psql PORT DBNAME SQL [more psql options]
 pg_psql() {
-    "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
+    "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d "$2" "${@:4}" -c "$3"
 }

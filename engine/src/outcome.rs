@@ -19,6 +19,8 @@ pub enum ErrorClass {
     EndpointDisabled,
     /// The delivery's lease expired too often without an outcome (a worker died mid-attempt).
     LeaseExpired,
+    /// The endpoint's stored signing secret cannot be used.
+    InvalidSecret,
 }
 
 impl ErrorClass {
@@ -30,6 +32,7 @@ impl ErrorClass {
             Self::HttpStatus => "http_status",
             Self::EndpointDisabled => "endpoint_disabled",
             Self::LeaseExpired => "lease_expired",
+            Self::InvalidSecret => "invalid_secret",
         }
     }
 }
@@ -89,7 +92,8 @@ pub fn classify(result: &AttemptResult) -> Verdict {
             disable_endpoint: false,
         },
         AttemptResult::Failed {
-            class: ErrorClass::ForbiddenAddress | ErrorClass::EndpointDisabled,
+            class:
+                ErrorClass::ForbiddenAddress | ErrorClass::EndpointDisabled | ErrorClass::InvalidSecret,
             ..
         } => Verdict::DeadLetter {
             disable_endpoint: false,
@@ -166,6 +170,7 @@ mod tests {
             (failed(ErrorClass::LeaseExpired), retry(None)),
             (failed(ErrorClass::ForbiddenAddress), dead),
             (failed(ErrorClass::EndpointDisabled), dead),
+            (failed(ErrorClass::InvalidSecret), dead),
         ];
         for (result, expected) in table {
             assert_eq!(classify(&result), expected, "{result:?}");

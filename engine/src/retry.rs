@@ -11,7 +11,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Delay after the first failed attempt; it doubles with each further failure.
     pub base: Duration,
-    /// No delay exceeds this, `Retry-After` included.
+    /// The backoff never exceeds this (jitter adds up to a quarter on top), and a `Retry-After`
+    /// is honoured up to it.
     pub cap: Duration,
 }
 
@@ -35,9 +36,10 @@ impl RetryPolicy {
         Duration::from_millis(base_ms.saturating_mul(factor).min(cap_ms))
     }
 
-    /// The delay before the next attempt. `jitter` in `[0, 1)` adds up to a quarter of the
-    /// backoff so that receivers recovering from an outage are not hit by a synchronized wave.
-    /// A `Retry-After` from the receiver wins when it asks for longer, but never beyond the cap.
+    /// The delay before the next attempt: min(base × 2^(n-1), cap) plus jitter. `jitter` in
+    /// `[0, 1)` adds up to a quarter of the backoff, so receivers recovering from an outage are
+    /// not hit by a synchronized wave (at the cap too). A `Retry-After` from the receiver wins
+    /// when it asks for longer, up to the cap.
     pub fn next_delay(
         &self,
         failed_attempts: u32,
@@ -45,13 +47,11 @@ impl RetryPolicy {
         jitter: f64,
     ) -> Duration {
         let backoff = self.backoff(failed_attempts);
-        let spread = backoff.mul_f64(jitter.clamp(0.0, 1.0) * 0.25);
-        let delay = backoff + spread;
-        let delay = match retry_after {
-            Some(asked) if asked > delay => asked,
-            _ => delay,
-        };
-        delay.min(self.cap)
+        let delay = backoff + backoff.mul_f64(jitter.clamp(0.0, 1.0) * 0.25);
+        match retry_after {
+            Some(asked) => delay.max(asked.min(self.cap)),
+            None => delay,
+        }
     }
 
     /// Whether a delivery that has failed `failed_attempts` times in its current budget may try
@@ -103,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn jitter_adds_at_most_a_quarter_and_never_passes_the_cap() {
+    fn jitter_adds_at_most_a_quarter_and_retry_after_is_capped() {
         let policy = RetryPolicy {
             max_attempts: 10,
             base: MS(100),
@@ -113,10 +113,12 @@ mod tests {
             (1, 0.0, None, 100),
             (1, 0.999_999, None, 124),
             (3, 0.5, None, 450),
-            (5, 0.9, None, 1000),
+            (5, 0.9, None, 1225),
+            (9, 0.0, None, 1000),
             (1, 0.0, Some(MS(700)), 700),
             (1, 0.0, Some(MS(50)), 100),
             (1, 0.0, Some(Duration::from_secs(3600)), 1000),
+            (4, 0.5, Some(MS(500)), 900),
         ];
         for (failed, jitter, retry_after, expected) in table {
             let delay = policy.next_delay(failed, retry_after, jitter);

@@ -230,13 +230,15 @@ fn policy_for(delivery: &Claimed, defaults: RetryPolicy) -> RetryPolicy {
         v.and_then(|v| u64::try_from(v).ok())
             .map(Duration::from_millis)
     };
+    let base = ms(delivery.retry_base_ms).unwrap_or(defaults.base);
     RetryPolicy {
         max_attempts: delivery
             .max_attempts
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(defaults.max_attempts),
-        base: ms(delivery.retry_base_ms).unwrap_or(defaults.base),
-        cap: ms(delivery.retry_cap_ms).unwrap_or(defaults.cap),
+        base,
+        // An endpoint may raise its base above the global cap: the cap follows.
+        cap: ms(delivery.retry_cap_ms).unwrap_or(defaults.cap).max(base),
     }
 }
 
@@ -273,10 +275,7 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
     let secret = match SigningSecret::parse(&delivery.secret) {
         Ok(secret) => secret,
         Err(e) => {
-            return not_sent(
-                ErrorClass::ForbiddenAddress,
-                format!("unusable secret: {e}"),
-            );
+            return not_sent(ErrorClass::InvalidSecret, format!("unusable secret: {e}"));
         }
     };
 

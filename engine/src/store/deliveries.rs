@@ -217,9 +217,10 @@ pub async fn delivery_outcomes_record(
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let recorded = delivery_outcomes_apply(&tx, worker_id, outcomes).await?;
+    // Only an outcome that still held its lease may act on the endpoint.
     let gone: Vec<Uuid> = outcomes
         .iter()
-        .filter(|o| o.disable_endpoint)
+        .filter(|o| o.disable_endpoint && recorded.contains(&o.delivery_id))
         .map(|o| o.endpoint_id.0)
         .collect();
     if !gone.is_empty() {

@@ -172,7 +172,7 @@ async fn idempotent_replay(
     key: &IdempotencyKey<'_>,
 ) -> Result<PublishOutcome, StoreError> {
     let Some((hash, event_id)) = idempotency_key_find(client, app_id, key.key).await? else {
-        // Only expiry removes a key, and it does not remove keys younger than a day.
+        // Keys are never removed before they are a day old (today: never).
         return Err(StoreError::Corrupt(
             "idempotency key vanished between insert and lookup".into(),
         ));

@@ -14,21 +14,8 @@ async fn twenty_concurrent_identical_requests_create_one_event() {
     api.create_endpoint(&key, json!({"url": receiver.url}))
         .await;
 
-    let body = json!({"type": "invoice.created", "payload": {"invoice": 7}}).to_string();
-    let requests = (0..20).map(|_| {
-        let request = api
-            .http
-            .post(format!("{}/v1/events", api.base))
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .header("Idempotency-Key", "invoice-7")
-            .body(body.clone());
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<serde_json::Value>().await.unwrap())
-        }
-    });
+    let body = json!({"type": "invoice.created", "payload": {"invoice": 7}});
+    let requests = (0..20).map(|_| publish_with_key(&api, &key, "invoice-7", &body));
     let answers = futures_util::future::join_all(requests).await;
     for (status, answer) in &answers {
         assert_eq!(*status, 202, "{answer}");
@@ -48,30 +35,32 @@ async fn twenty_concurrent_identical_requests_create_one_event() {
     assert_eq!((events, deliveries), (1, 1));
 
     // The same key with another body is a conflict; another app may use the same key freely.
-    let response = api
-        .http
-        .post(format!("{}/v1/events", api.base))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .header("Idempotency-Key", "invoice-7")
-        .body(json!({"type": "invoice.created", "payload": {"invoice": 8}}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 409);
-    let problem: serde_json::Value = response.json().await.unwrap();
+    let other_body = json!({"type": "invoice.created", "payload": {"invoice": 8}});
+    let (status, problem) = publish_with_key(&api, &key, "invoice-7", &other_body).await;
+    assert_eq!(status, 409);
     assert_eq!(problem["type"], "urn:hookd:problem:idempotency-conflict");
 
     let other_key = api.create_app().await;
+    let (status, _) = publish_with_key(&api, &other_key, "invoice-7", &other_body).await;
+    assert_eq!(status, 202);
+}
+
+async fn publish_with_key(
+    api: &Client,
+    key: &str,
+    idempotency_key: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let response = api
         .http
         .post(format!("{}/v1/events", api.base))
-        .bearer_auth(&other_key)
+        .bearer_auth(key)
         .header("content-type", "application/json")
-        .header("Idempotency-Key", "invoice-7")
-        .body(json!({"type": "invoice.created", "payload": {"invoice": 8}}).to_string())
+        .header("Idempotency-Key", idempotency_key)
+        .body(body.to_string())
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
 }

@@ -184,8 +184,10 @@ impl Api {
             &tenants::NewEndpoint {
                 app_id,
                 url,
-                description: body.description.unwrap_or_default(),
-                event_types: body.event_types,
+                description: body.description.map(String::from).unwrap_or_default(),
+                event_types: body
+                    .event_types
+                    .map(|types| types.into_iter().map(String::from).collect()),
                 secret: secret.clone(),
                 max_attempts: body.max_attempts,
                 retry_base_ms: body.retry_base_ms,

@@ -6,6 +6,7 @@ mod api;
 mod config;
 mod models;
 mod problem;
+mod text;
 
 use std::process::ExitCode;
 use std::sync::Arc;

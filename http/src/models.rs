@@ -4,12 +4,14 @@ use chrono::{DateTime, Utc};
 use hookd_engine::delivery::{Delivery, DeliveryState, LogEntry, LogKind};
 use poem_openapi::{Enum, Object};
 
+use crate::text::Text;
+
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct CreateApp {
     /// A name for people; need not be unique.
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: String,
+    pub name: Text,
 }
 
 #[derive(Debug, Object)]
@@ -26,14 +28,14 @@ pub struct AppCreated {
 pub struct CreateEndpoint {
     /// Where webhooks are POSTed: http or https, no credentials.
     #[oai(validator(max_length = 2048))]
-    pub url: String,
+    pub url: Text,
     /// Event types this endpoint receives; omitted or null means every type.
     #[oai(validator(max_items = 100))]
-    pub event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<Text>>,
     /// A `whsec_` signing secret (base64 of 24–64 bytes); generated when omitted.
-    pub secret: Option<String>,
+    pub secret: Option<Text>,
     #[oai(validator(max_length = 1000))]
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// Overrides `HOOKD_MAX_ATTEMPTS` for this endpoint.
     #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
     pub max_attempts: Option<i32>,
@@ -70,7 +72,7 @@ pub struct EndpointCreated {
 pub struct PublishEvent {
     /// The event type, matched against endpoints' `event_types`.
     #[oai(rename = "type", validator(min_length = 1, max_length = 256))]
-    pub event_type: String,
+    pub event_type: Text,
     /// Any JSON value; delivered as the webhook body's `data`.
     pub payload: serde_json::Value,
 }

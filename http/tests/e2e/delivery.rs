@@ -257,6 +257,11 @@ async fn bad_requests_get_problem_details_never_a_500() {
             400,
         ),
         (
+            post("/v1/events", &key, r#"{"type":7,"payload":{}}"#.into()),
+            400,
+        ),
+        (post("/v1/endpoints", &key, r#"{"url":true}"#.into()), 400),
+        (
             post("/v1/events", &key, r#"{"type":"","payload":{}}"#.into()),
             400,
         ),

@@ -11,6 +11,7 @@
 //! - [`address`]: which addresses webhooks may go to.
 
 pub mod address;
+pub mod custom_headers;
 pub mod delivery;
 pub mod endpoint_url;
 pub mod ids;

@@ -122,6 +122,9 @@ fn apply(p: &mut Projected, e: &LogEntry) -> Result<(), FoldError> {
             p.state = S::Cancelled;
             p.due_at = None;
             p.lease_owner = None;
+            if e.error_message.is_some() {
+                p.last_error.clone_from(&e.error_message);
+            }
         }
     }
     Ok(())

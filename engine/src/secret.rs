@@ -92,6 +92,12 @@ impl ApiKey {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The last four characters: enough to tell keys apart, useless to an attacker.
+    pub fn hint(&self) -> String {
+        let start = self.0.len().saturating_sub(4);
+        self.0.get(start..).unwrap_or_default().to_owned()
+    }
 }
 
 impl fmt::Debug for ApiKey {

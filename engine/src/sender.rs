@@ -39,6 +39,8 @@ pub struct Webhook<'a> {
     pub signature: &'a str,
     pub body: String,
     pub timeout: Duration,
+    /// The endpoint's custom headers (validated at registration: none can replace hookd's own).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A shared HTTP client for webhooks (connections are pooled and kept alive per host).
@@ -135,10 +137,11 @@ impl Sender {
                 message: format!("{ip} is not a public address"),
             };
         }
-        let request = self
-            .client
-            .post(url)
-            .timeout(webhook.timeout)
+        let mut request = self.client.post(url).timeout(webhook.timeout);
+        for (name, value) in &webhook.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
             .header("webhook-id", webhook.msg_id)
             .header("webhook-timestamp", webhook.timestamp.to_string())
             .header("webhook-signature", webhook.signature)

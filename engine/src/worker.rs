@@ -296,6 +296,7 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
             signature: &signature,
             body,
             timeout,
+            headers: custom_headers(&delivery.headers),
         })
         .await;
 
@@ -358,6 +359,17 @@ fn attempt_record(result: &AttemptResult, verdict: Verdict, latency: Duration) -
             response_excerpt: None,
         },
     }
+}
+
+fn custom_headers(stored: &serde_json::Value) -> Vec<(String, String)> {
+    stored
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `{"type", "timestamp", "data"}`, with the payload spliced in as published.
@@ -431,6 +443,7 @@ mod tests {
             retry_base_ms: None,
             retry_cap_ms: None,
             timeout_ms: None,
+            headers: serde_json::json!({}),
             event_type: "order.\"shipped\"".into(),
             payload: r#"{"b": 1,  "a": [true]}"#.into(),
             event_created_at: chrono::DateTime::parse_from_rfc3339("2026-05-01T12:00:00.5Z")

@@ -4,7 +4,6 @@
 
 mod api;
 mod config;
-mod models;
 mod problem;
 mod text;
 
@@ -18,7 +17,6 @@ use hookd_engine::sender::{Sender, SenderConfig};
 use hookd_engine::store::{Store, check, migrate};
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Request, Response, Route, Server};
-use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ApiArgs, Cli, Command, DatabaseArgs, ProjectionCommand, WorkerArgs};
@@ -175,15 +173,11 @@ async fn serve_api(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let max_body_bytes = args.max_body_bytes;
-    let state = Arc::new(api::ApiState {
+    let service = api::service(Arc::new(api::ApiState {
         store,
         admin_token: args.admin_token.clone(),
         allow_private_targets,
-    });
-    let service = OpenApiService::new(api::Api { state }, "hookd", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Webhook delivery engine: signed, at-least-once, event-sourced on PostgreSQL.",
-        );
+    }));
     let app = Route::new()
         .nest("/openapi.json", service.spec_endpoint())
         .nest("/docs", service.swagger_ui())

@@ -32,7 +32,7 @@ logged AS (
 )
 SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
        ep.url, ep.secret, ep.enabled, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
-       ep.timeout_ms, ev.event_type, ev.payload::text AS payload, ev.created_at AS event_created_at
+       ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload, ev.created_at AS event_created_at
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id
 JOIN events ev ON ev.id = c.event_id

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Store, StoreError, parse_text, tenants};
+use super::{Store, StoreError, endpoints, parse_text};
 use crate::delivery::{Delivery, LogEntry};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 
@@ -29,6 +29,8 @@ pub struct Claimed {
     pub retry_base_ms: Option<i64>,
     pub retry_cap_ms: Option<i64>,
     pub timeout_ms: Option<i64>,
+    /// The endpoint's custom headers, a JSON object of strings.
+    pub headers: serde_json::Value,
     pub event_type: String,
     pub payload: String,
     pub event_created_at: DateTime<Utc>,
@@ -103,6 +105,7 @@ pub async fn delivery_claim_due(
                 retry_base_ms: r.try_get("retry_base_ms")?,
                 retry_cap_ms: r.try_get("retry_cap_ms")?,
                 timeout_ms: r.try_get("timeout_ms")?,
+                headers: r.try_get("headers")?,
                 event_type: r.try_get("event_type")?,
                 payload: r.try_get("payload")?,
                 event_created_at: r.try_get("event_created_at")?,
@@ -224,7 +227,7 @@ pub async fn delivery_outcomes_record(
         .map(|o| o.endpoint_id.0)
         .collect();
     if !gone.is_empty() {
-        tenants::endpoints_disable(&tx, &gone, "the receiver answered 410 Gone").await?;
+        endpoints::endpoints_disable(&tx, &gone, "the receiver answered 410 Gone").await?;
     }
     tx.commit().await?;
     Ok(recorded)
@@ -260,6 +263,28 @@ pub async fn delivery_release(
     Ok(client
         .execute(&stmt, &[&worker_id, &ids, &attempts])
         .await?)
+}
+
+/// Cancels the pending deliveries of endpoints (deleted ones), logging why.
+pub(crate) async fn deliveries_cancel_pending(
+    client: &impl GenericClient,
+    endpoint_ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH cancelled AS (
+                 UPDATE deliveries
+                 SET state = 'cancelled', due_at = NULL, lease_owner = NULL, last_error = $2,
+                     updated_at = now()
+                 WHERE endpoint_id = ANY ($1) AND state = 'pending'
+                 RETURNING id, attempts
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, error_message)
+             SELECT id, 'cancelled', attempts, 'endpoint_deleted', $2 FROM cancelled ORDER BY id",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&endpoint_ids, &reason]).await?)
 }
 
 /// What a redrive request found.

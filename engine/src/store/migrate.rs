@@ -15,11 +15,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A test checks this list against the `migrations/` directory.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_core.sql",
-    sql: include_str!("../../../migrations/0001_core.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_core.sql",
+        sql: include_str!("../../../migrations/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_resources.sql",
+        sql: include_str!("../../../migrations/0002_resources.sql"),
+    },
+];
 
 /// The version the code expects the database to be at.
 pub fn latest_version() -> i64 {

@@ -4,16 +4,18 @@
 //! the same statement.
 //!
 //! - [`migrate`]: applying `migrations/*.sql`.
-//! - [`tenants`]: apps, API keys, endpoints.
+//! - [`apps`]: apps (tenants) and API keys.
+//! - [`endpoints`]: where webhooks go.
 //! - [`ingest`]: events, idempotency records and the deliveries they fan out to.
 //! - [`deliveries`]: the queue (claim, outcomes, release, redrive) and reads of state and history.
 //! - [`check`]: folding the log and comparing it with the projection.
 
+pub mod apps;
 pub mod check;
 pub mod deliveries;
+pub mod endpoints;
 pub mod ingest;
 pub mod migrate;
-pub mod tenants;
 
 use std::time::Duration;
 

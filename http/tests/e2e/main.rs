@@ -7,4 +7,5 @@ mod crash;
 mod delivery;
 mod idempotency;
 mod projection;
+mod resources;
 mod wakeup;

@@ -1,95 +1,17 @@
-//! The JSON shapes of the API (snake_case fields; lists as `{"data": [...]}`).
+//! Deliveries: state, history and redrive.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hookd_engine::delivery::{Delivery, DeliveryState, LogEntry, LogKind};
-use poem_openapi::{Enum, Object};
+use hookd_engine::ids::DeliveryId;
+use hookd_engine::store::deliveries as store;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use crate::text::Text;
-
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CreateApp {
-    /// A name for people; need not be unique.
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: Text,
-}
-
-#[derive(Debug, Object)]
-pub struct AppCreated {
-    pub id: String,
-    pub name: String,
-    /// The app's API key. Shown once: only its hash is stored.
-    pub api_key: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CreateEndpoint {
-    /// Where webhooks are POSTed: http or https, no credentials.
-    #[oai(validator(max_length = 2048))]
-    pub url: Text,
-    /// Event types this endpoint receives; omitted or null means every type.
-    #[oai(validator(max_items = 100))]
-    pub event_types: Option<Vec<Text>>,
-    /// A `whsec_` signing secret (base64 of 24–64 bytes); generated when omitted.
-    pub secret: Option<Text>,
-    #[oai(validator(max_length = 1000))]
-    pub description: Option<Text>,
-    /// Overrides `HOOKD_MAX_ATTEMPTS` for this endpoint.
-    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-    pub max_attempts: Option<i32>,
-    /// Overrides `HOOKD_RETRY_BASE_MS` for this endpoint.
-    #[oai(validator(minimum(value = "1"), maximum(value = "86400000")))]
-    pub retry_base_ms: Option<i64>,
-    /// Overrides `HOOKD_RETRY_CAP_MS` for this endpoint.
-    #[oai(validator(minimum(value = "1"), maximum(value = "604800000")))]
-    pub retry_cap_ms: Option<i64>,
-    /// Overrides `HOOKD_DELIVERY_TIMEOUT_MS` for this endpoint.
-    #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
-    pub timeout_ms: Option<i64>,
-}
-
-#[derive(Debug, Object)]
-pub struct EndpointCreated {
-    pub id: String,
-    pub url: String,
-    pub description: String,
-    /// Null means every type.
-    pub event_types: Option<Vec<String>>,
-    /// The signing secret. Shown at creation only.
-    pub secret: String,
-    pub enabled: bool,
-    pub max_attempts: Option<i32>,
-    pub retry_base_ms: Option<i64>,
-    pub retry_cap_ms: Option<i64>,
-    pub timeout_ms: Option<i64>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct PublishEvent {
-    /// The event type, matched against endpoints' `event_types`.
-    #[oai(rename = "type", validator(min_length = 1, max_length = 256))]
-    pub event_type: Text,
-    /// Any JSON value; delivered as the webhook body's `data`.
-    pub payload: serde_json::Value,
-}
-
-#[derive(Debug, Object)]
-pub struct DeliveryRef {
-    pub id: String,
-    pub endpoint_id: String,
-}
-
-#[derive(Debug, Object)]
-pub struct EventAccepted {
-    /// The event id; receivers see it as `webhook-id`.
-    pub id: String,
-    /// One delivery per subscribed endpoint.
-    pub deliveries: Vec<DeliveryRef>,
-}
+use super::{ApiResult, ApiState, AppKey, Tag, parse_id};
+use crate::problem::{ApiError, ProblemKind};
 
 #[derive(Debug, Clone, Copy, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -235,7 +157,69 @@ pub struct Accepted {
     pub state: DeliveryStateOut,
 }
 
-#[derive(Debug, Object)]
-pub struct Health {
-    pub status: String,
+#[derive(ApiResponse)]
+enum RedriveResponse {
+    /// The delivery is scheduled now.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+pub struct DeliveriesApi(pub Arc<ApiState>);
+
+#[OpenApi]
+impl DeliveriesApi {
+    /// Get a delivery
+    #[oai(path = "/v1/deliveries/:id", method = "get", tag = "Tag::Deliveries")]
+    async fn get_delivery(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<DeliveryOut>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(DeliveryId::parse, &id)?;
+        let delivery = store::delivery_get(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("delivery"))?;
+        Ok(Json(delivery.into()))
+    }
+
+    /// A delivery's history
+    ///
+    /// Every state change, oldest first: claims, attempts with status, latency, error and
+    /// response excerpt, scheduled retries, dead-lettering, redrives, cancellation.
+    #[oai(
+        path = "/v1/deliveries/:id/history",
+        method = "get",
+        tag = "Tag::Deliveries"
+    )]
+    async fn delivery_history(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<History>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(DeliveryId::parse, &id)?;
+        let entries = store::delivery_history(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("delivery"))?;
+        Ok(Json(History {
+            data: entries.into_iter().map(HistoryEntry::from).collect(),
+        }))
+    }
+
+    /// Redrive a delivery
+    ///
+    /// A dead-lettered or delivered delivery is scheduled again now, with a fresh retry budget.
+    #[oai(
+        path = "/v1/deliveries/:id/redrive",
+        method = "post",
+        tag = "Tag::Deliveries"
+    )]
+    async fn redrive_delivery(&self, auth: AppKey, id: Path<String>) -> ApiResult<RedriveResponse> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(DeliveryId::parse, &id)?;
+        match store::delivery_redrive(&self.0.store, app_id, id).await? {
+            store::RedriveOutcome::Redriven => Ok(RedriveResponse::Accepted(Json(Accepted {
+                id: id.to_string(),
+                state: DeliveryStateOut::Pending,
+            }))),
+            store::RedriveOutcome::NotRedrivable => Err(ApiError::new(
+                ProblemKind::NotRedrivable,
+                "only a dead-lettered or succeeded delivery can be redriven",
+            )),
+            store::RedriveOutcome::NotFound => Err(ApiError::not_found("delivery")),
+        }
+    }
 }

@@ -1,0 +1,321 @@
+//! Endpoints: where an app's webhooks go.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::{Store, StoreError, deliveries};
+use crate::ids::{AppId, EndpointId};
+use crate::secret::SigningSecret;
+
+/// What an endpoint is created with.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub app_id: AppId,
+    pub url: String,
+    pub description: String,
+    /// `None` subscribes to every event type.
+    pub event_types: Option<Vec<String>>,
+    pub secret: SigningSecret,
+    pub headers: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub policy: EndpointPolicy,
+}
+
+/// Per-endpoint overrides of the global retry policy and timeout (`None`: the global value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    pub max_attempts: Option<i32>,
+    pub retry_base_ms: Option<i64>,
+    pub retry_cap_ms: Option<i64>,
+    pub timeout_ms: Option<i64>,
+}
+
+/// An endpoint as stored (its secret stays in the database).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub app_id: AppId,
+    pub url: String,
+    pub description: String,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub policy: EndpointPolicy,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A partial update: `None` leaves a field alone; for the nullable ones `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Option<Vec<String>>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub max_attempts: Option<Option<i32>>,
+    pub retry_base_ms: Option<Option<i64>>,
+    pub retry_cap_ms: Option<Option<i64>>,
+    pub timeout_ms: Option<Option<i64>>,
+}
+
+/// The columns every endpoint read returns, in [`endpoint_from_row`]'s terms.
+macro_rules! endpoint_columns {
+    () => {
+        "id, app_id, url, description, event_types, enabled, disabled_reason, headers, metadata,
+         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, created_at, updated_at"
+    };
+}
+
+fn string_map(value: serde_json::Value) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("endpoint map: {e}")))
+}
+
+fn endpoint_from_row(r: &tokio_postgres::Row) -> Result<Endpoint, StoreError> {
+    Ok(Endpoint {
+        id: EndpointId(r.try_get("id")?),
+        app_id: AppId(r.try_get("app_id")?),
+        url: r.try_get("url")?,
+        description: r.try_get("description")?,
+        event_types: r.try_get("event_types")?,
+        enabled: r.try_get("enabled")?,
+        disabled_reason: r.try_get("disabled_reason")?,
+        headers: string_map(r.try_get("headers")?)?,
+        metadata: string_map(r.try_get("metadata")?)?,
+        policy: EndpointPolicy {
+            max_attempts: r.try_get("max_attempts")?,
+            retry_base_ms: r.try_get("retry_base_ms")?,
+            retry_cap_ms: r.try_get("retry_cap_ms")?,
+            timeout_ms: r.try_get("timeout_ms")?,
+        },
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn json_map(map: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        map.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// Inserts an endpoint.
+pub async fn endpoint_insert(store: &Store, new: &NewEndpoint) -> Result<Endpoint, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(concat!(
+            "INSERT INTO endpoints (id, app_id, url, description, event_types, secret, headers,
+                                    metadata, max_attempts, retry_base_ms, retry_cap_ms, timeout_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             RETURNING ",
+            endpoint_columns!()
+        ))
+        .await?;
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &EndpointId::generate().0,
+                &new.app_id.0,
+                &new.url,
+                &new.description,
+                &new.event_types,
+                &new.secret.expose(),
+                &json_map(&new.headers),
+                &json_map(&new.metadata),
+                &new.policy.max_attempts,
+                &new.policy.retry_base_ms,
+                &new.policy.retry_cap_ms,
+                &new.policy.timeout_ms,
+            ],
+        )
+        .await?;
+    endpoint_from_row(&row)
+}
+
+/// One live endpoint of an app.
+pub async fn endpoint_get(
+    store: &Store,
+    app_id: AppId,
+    id: EndpointId,
+) -> Result<Option<Endpoint>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM endpoints WHERE id = $1 AND app_id = $2 AND deleted_at IS NULL"
+        ))
+        .await?;
+    client
+        .query_opt(&stmt, &[&id.0, &app_id.0])
+        .await?
+        .as_ref()
+        .map(endpoint_from_row)
+        .transpose()
+}
+
+/// An app's live endpoints, newest first, after the cursor.
+pub async fn endpoints_list(
+    store: &Store,
+    app_id: AppId,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Endpoint>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM endpoints
+              WHERE app_id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR id < $2)
+              ORDER BY id DESC LIMIT $3"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&app_id.0, &before, &limit]).await?;
+    rows.iter().map(endpoint_from_row).collect()
+}
+
+/// Applies a partial update to a live endpoint.
+pub async fn endpoint_update(
+    store: &Store,
+    app_id: AppId,
+    id: EndpointId,
+    patch: &EndpointPatch,
+) -> Result<Option<Endpoint>, StoreError> {
+    let client = store.client().await?;
+    // For nullable columns a flag says whether to set them, so that null can be set.
+    let stmt = client
+        .prepare_cached(concat!(
+            "UPDATE endpoints SET
+                 url = coalesce($3, url),
+                 description = coalesce($4, description),
+                 event_types = CASE WHEN $5 THEN $6 ELSE event_types END,
+                 headers = coalesce($7, headers),
+                 metadata = coalesce($8, metadata),
+                 max_attempts = CASE WHEN $9 THEN $10 ELSE max_attempts END,
+                 retry_base_ms = CASE WHEN $11 THEN $12 ELSE retry_base_ms END,
+                 retry_cap_ms = CASE WHEN $13 THEN $14 ELSE retry_cap_ms END,
+                 timeout_ms = CASE WHEN $15 THEN $16 ELSE timeout_ms END,
+                 updated_at = now()
+             WHERE id = $1 AND app_id = $2 AND deleted_at IS NULL
+             RETURNING ",
+            endpoint_columns!()
+        ))
+        .await?;
+    let event_types = patch.event_types.clone().flatten();
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &id.0,
+                &app_id.0,
+                &patch.url,
+                &patch.description,
+                &patch.event_types.is_some(),
+                &event_types,
+                &patch.headers.as_ref().map(json_map),
+                &patch.metadata.as_ref().map(json_map),
+                &patch.max_attempts.is_some(),
+                &patch.max_attempts.flatten(),
+                &patch.retry_base_ms.is_some(),
+                &patch.retry_base_ms.flatten(),
+                &patch.retry_cap_ms.is_some(),
+                &patch.retry_cap_ms.flatten(),
+                &patch.timeout_ms.is_some(),
+                &patch.timeout_ms.flatten(),
+            ],
+        )
+        .await?;
+    row.as_ref().map(endpoint_from_row).transpose()
+}
+
+/// Enables or disables a live endpoint. Enabling clears the reason it was disabled for.
+pub async fn endpoint_set_enabled(
+    store: &Store,
+    app_id: AppId,
+    id: EndpointId,
+    enabled: bool,
+) -> Result<Option<Endpoint>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(concat!(
+            "UPDATE endpoints
+             SET enabled = $3,
+                 disabled_reason = CASE WHEN $3 THEN NULL ELSE 'disabled through the API' END,
+                 updated_at = now()
+             WHERE id = $1 AND app_id = $2 AND deleted_at IS NULL
+             RETURNING ",
+            endpoint_columns!()
+        ))
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&id.0, &app_id.0, &enabled])
+        .await?;
+    row.as_ref().map(endpoint_from_row).transpose()
+}
+
+/// Marks live endpoints deleted (one, or with `id` `None` all of the app's) and disabled;
+/// returns their ids.
+pub(crate) async fn endpoints_mark_deleted(
+    client: &impl GenericClient,
+    app_id: AppId,
+    id: Option<EndpointId>,
+) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE endpoints
+             SET deleted_at = now(), enabled = false, disabled_reason = 'deleted', updated_at = now()
+             WHERE app_id = $1 AND ($2::uuid IS NULL OR id = $2) AND deleted_at IS NULL
+             RETURNING id",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&app_id.0, &id.map(|id| id.0)])
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// Deletes an endpoint and cancels its pending deliveries, in one transaction. Deliveries in
+/// flight finish their attempt; a retry after that is dead-lettered (the endpoint is disabled).
+pub async fn endpoint_delete(
+    store: &Store,
+    app_id: AppId,
+    id: EndpointId,
+) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let deleted = endpoints_mark_deleted(&tx, app_id, Some(id)).await?;
+    if deleted.is_empty() {
+        return Ok(false);
+    }
+    deliveries::deliveries_cancel_pending(&tx, &deleted, "the endpoint was deleted").await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Disables endpoints (a receiver answered 410 Gone): no new deliveries are created for them and
+/// their pending ones are dead-lettered when claimed.
+pub async fn endpoints_disable(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    reason: &str,
+) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
+             WHERE id = ANY ($1) AND enabled",
+        )
+        .await?;
+    client.execute(&stmt, &[&ids, &reason]).await?;
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Endpoints: create, list, get, update, delete, enable and disable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hookd_engine::custom_headers;
+use hookd_engine::endpoint_url::check_endpoint_url;
+use hookd_engine::ids::EndpointId;
+use hookd_engine::secret::SigningSecret;
+use hookd_engine::store::endpoints as store;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
+use crate::problem::ApiError;
+use crate::text::Text;
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// Where webhooks are POSTed: http or https, no credentials.
+    #[oai(validator(max_length = 2048))]
+    pub url: Text,
+    /// Event types this endpoint receives; omitted or null means every type.
+    #[oai(validator(max_items = 100))]
+    pub event_types: Option<Vec<Text>>,
+    /// A `whsec_` signing secret (base64 of 24–64 bytes); generated when omitted.
+    pub secret: Option<Text>,
+    #[oai(validator(max_length = 1000))]
+    pub description: Option<Text>,
+    /// Extra request headers (at most 20; hop-by-hop, framing and signature headers refused).
+    pub headers: Option<BTreeMap<String, Text>>,
+    /// Free-form string pairs for your bookkeeping (at most 50).
+    pub metadata: Option<BTreeMap<String, Text>>,
+    /// Overrides `HOOKD_MAX_ATTEMPTS` for this endpoint.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub max_attempts: Option<i32>,
+    /// Overrides `HOOKD_RETRY_BASE_MS` for this endpoint.
+    #[oai(validator(minimum(value = "1"), maximum(value = "86400000")))]
+    pub retry_base_ms: Option<i64>,
+    /// Overrides `HOOKD_RETRY_CAP_MS` for this endpoint.
+    #[oai(validator(minimum(value = "1"), maximum(value = "604800000")))]
+    pub retry_cap_ms: Option<i64>,
+    /// Overrides `HOOKD_DELIVERY_TIMEOUT_MS` for this endpoint.
+    #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
+    pub timeout_ms: Option<i64>,
+}
+
+/// A partial update: omitted fields stay; `null` resets a nullable field to its default.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    #[oai(validator(max_length = 2048))]
+    pub url: Option<Text>,
+    /// `null` subscribes the endpoint to every event type.
+    #[oai(validator(max_items = 100))]
+    pub event_types: MaybeUndefined<Vec<Text>>,
+    #[oai(validator(max_length = 1000))]
+    pub description: Option<Text>,
+    /// Replaces all custom headers.
+    pub headers: Option<BTreeMap<String, Text>>,
+    /// Replaces all metadata.
+    pub metadata: Option<BTreeMap<String, Text>>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub max_attempts: MaybeUndefined<i32>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "86400000")))]
+    pub retry_base_ms: MaybeUndefined<i64>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "604800000")))]
+    pub retry_cap_ms: MaybeUndefined<i64>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
+    pub timeout_ms: MaybeUndefined<i64>,
+}
+
+#[derive(Debug, Object)]
+pub struct EndpointOut {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    /// Null means every type.
+    pub event_types: Option<Vec<String>>,
+    pub enabled: bool,
+    /// Why the endpoint is disabled (a 410 answer, the API).
+    pub disabled_reason: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub max_attempts: Option<i32>,
+    pub retry_base_ms: Option<i64>,
+    pub retry_cap_ms: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+pub struct EndpointCreated {
+    #[oai(flatten)]
+    pub endpoint: EndpointOut,
+    /// The signing secret. Shown at creation only.
+    pub secret: String,
+}
+
+#[derive(Debug, Object)]
+pub struct EndpointList {
+    pub data: Vec<EndpointOut>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum EndpointCreatedResponse {
+    /// The endpoint and its signing secret (shown once).
+    #[oai(status = 201)]
+    Created(Json<EndpointCreated>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted; its pending deliveries are cancelled.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+fn endpoint_out(e: store::Endpoint) -> EndpointOut {
+    EndpointOut {
+        id: e.id.to_string(),
+        url: e.url,
+        description: e.description,
+        event_types: e.event_types,
+        enabled: e.enabled,
+        disabled_reason: e.disabled_reason,
+        headers: e.headers,
+        metadata: e.metadata,
+        max_attempts: e.policy.max_attempts,
+        retry_base_ms: e.policy.retry_base_ms,
+        retry_cap_ms: e.policy.retry_cap_ms,
+        timeout_ms: e.policy.timeout_ms,
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+    }
+}
+
+fn event_types(types: Vec<Text>) -> ApiResult<Vec<String>> {
+    if let Some(bad) = types.iter().find(|t| t.is_empty() || t.len() > 256) {
+        return Err(ApiError::invalid(format!(
+            "event_types: `{bad}` must be 1 to 256 characters"
+        )));
+    }
+    Ok(types.into_iter().map(String::from).collect())
+}
+
+fn headers(map: BTreeMap<String, Text>) -> ApiResult<BTreeMap<String, String>> {
+    let map = map.into_iter().map(|(k, v)| (k, v.0)).collect();
+    custom_headers::validate(&map).map_err(|e| ApiError::invalid(format!("headers: {e}")))
+}
+
+fn metadata(map: BTreeMap<String, Text>) -> ApiResult<BTreeMap<String, String>> {
+    if map.len() > 50 {
+        return Err(ApiError::invalid("metadata: at most 50 entries"));
+    }
+    if let Some((key, _)) = map
+        .iter()
+        .find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 512)
+    {
+        return Err(ApiError::invalid(format!(
+            "metadata: `{key}`: keys must be 1 to 64 characters and values at most 512"
+        )));
+    }
+    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+/// `MaybeUndefined` as "leave alone" (`None`), "clear" (`Some(None)`) or "set".
+fn change<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+pub struct EndpointsApi(pub Arc<ApiState>);
+
+impl EndpointsApi {
+    async fn url(&self, url: &str) -> ApiResult<String> {
+        check_endpoint_url(url, self.0.allow_private_targets)
+            .await
+            .map_err(|e| ApiError::invalid(format!("url: {e}")))
+    }
+}
+
+#[OpenApi]
+impl EndpointsApi {
+    /// Create an endpoint
+    ///
+    /// Without `event_types` it receives every event type. Without `secret` one is generated.
+    #[oai(path = "/v1/endpoints", method = "post", tag = "Tag::Endpoints")]
+    async fn create_endpoint(
+        &self,
+        auth: AppKey,
+        body: Json<CreateEndpoint>,
+    ) -> ApiResult<EndpointCreatedResponse> {
+        let app_id = self.0.app_of(&auth).await?;
+        let body = body.0;
+        let secret = match &body.secret {
+            Some(text) => {
+                SigningSecret::parse(text).map_err(|e| ApiError::invalid(format!("secret: {e}")))?
+            }
+            None => SigningSecret::generate(),
+        };
+        let new = store::NewEndpoint {
+            app_id,
+            url: self.url(&body.url).await?,
+            description: body.description.map(String::from).unwrap_or_default(),
+            event_types: body.event_types.map(event_types).transpose()?,
+            secret: secret.clone(),
+            headers: headers(body.headers.unwrap_or_default())?,
+            metadata: metadata(body.metadata.unwrap_or_default())?,
+            policy: store::EndpointPolicy {
+                max_attempts: body.max_attempts,
+                retry_base_ms: body.retry_base_ms,
+                retry_cap_ms: body.retry_cap_ms,
+                timeout_ms: body.timeout_ms,
+            },
+        };
+        let endpoint = store::endpoint_insert(&self.0.store, &new).await?;
+        Ok(EndpointCreatedResponse::Created(Json(EndpointCreated {
+            endpoint: endpoint_out(endpoint),
+            secret: secret.expose(),
+        })))
+    }
+
+    /// List endpoints
+    #[oai(path = "/v1/endpoints", method = "get", tag = "Tag::Endpoints")]
+    async fn list_endpoints(
+        &self,
+        auth: AppKey,
+        /// Items per page (1–200, default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<EndpointList>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let (limit, after) = page::params(limit.0, cursor.0.as_deref())?;
+        let endpoints = store::endpoints_list(&self.0.store, app_id, after, limit).await?;
+        let next_cursor = page::next_cursor(&endpoints, limit, |e| e.id.0);
+        Ok(Json(EndpointList {
+            data: endpoints.into_iter().map(endpoint_out).collect(),
+            next_cursor,
+        }))
+    }
+
+    /// Get an endpoint
+    #[oai(path = "/v1/endpoints/:id", method = "get", tag = "Tag::Endpoints")]
+    async fn get_endpoint(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<EndpointOut>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        let endpoint = store::endpoint_get(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("endpoint"))?;
+        Ok(Json(endpoint_out(endpoint)))
+    }
+
+    /// Update an endpoint
+    ///
+    /// Omitted fields stay as they are; `null` resets a nullable field.
+    #[oai(path = "/v1/endpoints/:id", method = "patch", tag = "Tag::Endpoints")]
+    async fn update_endpoint(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+        body: Json<UpdateEndpoint>,
+    ) -> ApiResult<Json<EndpointOut>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        let body = body.0;
+        let url = match &body.url {
+            Some(url) => Some(self.url(url).await?),
+            None => None,
+        };
+        let patch = store::EndpointPatch {
+            url,
+            description: body.description.map(String::from),
+            event_types: change(body.event_types)
+                .map(|types| types.map(event_types).transpose())
+                .transpose()?,
+            headers: body.headers.map(headers).transpose()?,
+            metadata: body.metadata.map(metadata).transpose()?,
+            max_attempts: change(body.max_attempts),
+            retry_base_ms: change(body.retry_base_ms),
+            retry_cap_ms: change(body.retry_cap_ms),
+            timeout_ms: change(body.timeout_ms),
+        };
+        let endpoint = store::endpoint_update(&self.0.store, app_id, id, &patch)
+            .await?
+            .ok_or_else(|| ApiError::not_found("endpoint"))?;
+        Ok(Json(endpoint_out(endpoint)))
+    }
+
+    /// Delete an endpoint
+    ///
+    /// Its pending deliveries are cancelled; its deliveries' history stays readable.
+    #[oai(path = "/v1/endpoints/:id", method = "delete", tag = "Tag::Endpoints")]
+    async fn delete_endpoint(&self, auth: AppKey, id: Path<String>) -> ApiResult<Deleted> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        if store::endpoint_delete(&self.0.store, app_id, id).await? {
+            Ok(Deleted::NoContent)
+        } else {
+            Err(ApiError::not_found("endpoint"))
+        }
+    }
+
+    /// Enable an endpoint
+    ///
+    /// New events reach it again (also after a 410 disabled it).
+    #[oai(
+        path = "/v1/endpoints/:id/enable",
+        method = "post",
+        tag = "Tag::Endpoints"
+    )]
+    async fn enable_endpoint(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+    ) -> ApiResult<Json<EndpointOut>> {
+        self.set_enabled(auth, id, true).await
+    }
+
+    /// Disable an endpoint
+    ///
+    /// It gets no new deliveries; its pending ones are dead-lettered when due.
+    #[oai(
+        path = "/v1/endpoints/:id/disable",
+        method = "post",
+        tag = "Tag::Endpoints"
+    )]
+    async fn disable_endpoint(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+    ) -> ApiResult<Json<EndpointOut>> {
+        self.set_enabled(auth, id, false).await
+    }
+}
+
+impl EndpointsApi {
+    async fn set_enabled(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+        enabled: bool,
+    ) -> ApiResult<Json<EndpointOut>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        let endpoint = store::endpoint_set_enabled(&self.0.store, app_id, id, enabled)
+            .await?
+            .ok_or_else(|| ApiError::not_found("endpoint"))?;
+        Ok(Json(endpoint_out(endpoint)))
+    }
+}

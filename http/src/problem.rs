@@ -30,6 +30,7 @@ pub enum ProblemKind {
     NotFound,
     IdempotencyConflict,
     NotRedrivable,
+    NotCancellable,
     PayloadTooLarge,
     MethodNotAllowed,
     UnsupportedMediaType,
@@ -55,6 +56,11 @@ impl ProblemKind {
                 S::CONFLICT,
             ),
             Self::NotRedrivable => ("not-redrivable", "Delivery cannot be redriven", S::CONFLICT),
+            Self::NotCancellable => (
+                "not-cancellable",
+                "Delivery cannot be cancelled",
+                S::CONFLICT,
+            ),
             Self::PayloadTooLarge => (
                 "payload-too-large",
                 "Request body too large",
@@ -109,9 +115,9 @@ impl ApiError {
             ProblemKind::InvalidRequest | ProblemKind::InvalidId => Self::BadRequest(Json(problem)),
             ProblemKind::Unauthorized => Self::Unauthorized(Json(problem)),
             ProblemKind::NotFound => Self::NotFound(Json(problem)),
-            ProblemKind::IdempotencyConflict | ProblemKind::NotRedrivable => {
-                Self::Conflict(Json(problem))
-            }
+            ProblemKind::IdempotencyConflict
+            | ProblemKind::NotRedrivable
+            | ProblemKind::NotCancellable => Self::Conflict(Json(problem)),
             ProblemKind::PayloadTooLarge => Self::PayloadTooLarge(Json(problem)),
             ProblemKind::Unavailable => Self::Unavailable(Json(problem)),
             ProblemKind::MethodNotAllowed

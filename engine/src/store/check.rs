@@ -2,7 +2,7 @@
 
 use futures_util::{StreamExt as _, pin_mut};
 
-use super::deliveries::log_entry;
+use super::delivery_reads::log_entry;
 use super::{Store, StoreError, parse_text};
 use crate::delivery::{DeliveryState, LogEntry};
 use crate::ids::DeliveryId;

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Store, StoreError, endpoints, parse_text};
-use crate::delivery::{Delivery, LogEntry};
+use super::{Store, StoreError, delivery_reads, endpoints};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 
 /// A delivery leased to this worker, with what it takes to send it.
@@ -287,6 +286,106 @@ pub(crate) async fn deliveries_cancel_pending(
     Ok(client.execute(&stmt, &[&endpoint_ids, &reason]).await?)
 }
 
+/// What a cancel request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    /// Already delivered, dead-lettered or cancelled.
+    NotCancellable,
+    NotFound,
+}
+
+/// Cancels one pending or in-flight delivery. An attempt in flight still completes, but its
+/// outcome no longer applies: the lease check in `record_outcomes.sql` drops it.
+async fn delivery_cancel_apply(
+    client: &impl GenericClient,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH cancelled AS (
+                 UPDATE deliveries
+                 SET state = 'cancelled', due_at = NULL, lease_owner = NULL, updated_at = now()
+                 WHERE id = $1 AND app_id = $2 AND state IN ('pending', 'in_flight')
+                 RETURNING id, attempts
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, error_class)
+             SELECT id, 'cancelled', attempts, 'cancelled_by_api' FROM cancelled",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&id.0, &app_id.0]).await? == 1)
+}
+
+/// Cancels one delivery of an app.
+pub async fn delivery_cancel(
+    store: &Store,
+    app_id: AppId,
+    id: DeliveryId,
+) -> Result<CancelOutcome, StoreError> {
+    let client = store.client().await?;
+    if delivery_cancel_apply(&client, app_id, id).await? {
+        return Ok(CancelOutcome::Cancelled);
+    }
+    Ok(
+        match delivery_reads::delivery_get_with(&client, app_id, id).await? {
+            Some(_) => CancelOutcome::NotCancellable,
+            None => CancelOutcome::NotFound,
+        },
+    )
+}
+
+/// Which dead letters a bulk redrive takes; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub event_type: Option<String>,
+    /// Created at or after.
+    pub after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub before: Option<DateTime<Utc>>,
+}
+
+/// Redrives every dead-lettered delivery of an app that the filter selects; returns how many.
+/// Safe to repeat: a redriven delivery is no longer dead.
+pub async fn deliveries_redrive_dead(
+    store: &Store,
+    app_id: AppId,
+    filter: &DeadLetterFilter,
+) -> Result<u64, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH redriven AS (
+                 UPDATE deliveries d
+                 SET state = 'pending', budget_start = d.attempts, due_at = now(),
+                     lease_owner = NULL, updated_at = now()
+                 FROM events e
+                 WHERE d.app_id = $1 AND d.state = 'dead' AND e.id = d.event_id
+                   AND ($2::uuid IS NULL OR d.endpoint_id = $2)
+                   AND ($3::text IS NULL OR e.event_type = $3)
+                   AND ($4::timestamptz IS NULL OR d.id >= hookd_uuid_v7_floor($4))
+                   AND ($5::timestamptz IS NULL OR d.id < hookd_uuid_v7_floor($5))
+                 RETURNING d.id, d.attempts, d.due_at
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
+             SELECT id, 'redriven', attempts, due_at FROM redriven ORDER BY id",
+        )
+        .await?;
+    Ok(client
+        .execute(
+            &stmt,
+            &[
+                &app_id.0,
+                &filter.endpoint_id.map(|id| id.0),
+                &filter.event_type,
+                &filter.after,
+                &filter.before,
+            ],
+        )
+        .await?)
+}
+
 /// What a redrive request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedriveOutcome {
@@ -328,99 +427,12 @@ pub async fn delivery_redrive(
     if delivery_redrive_apply(&client, app_id, id).await? {
         return Ok(RedriveOutcome::Redriven);
     }
-    Ok(match delivery_get_with(&client, app_id, id).await? {
-        Some(_) => RedriveOutcome::NotRedrivable,
-        None => RedriveOutcome::NotFound,
-    })
-}
-
-/// One delivery of an app, as the projection holds it.
-pub async fn delivery_get(
-    store: &Store,
-    app_id: AppId,
-    id: DeliveryId,
-) -> Result<Option<Delivery>, StoreError> {
-    let client = store.client().await?;
-    delivery_get_with(&client, app_id, id).await
-}
-
-async fn delivery_get_with(
-    client: &impl GenericClient,
-    app_id: AppId,
-    id: DeliveryId,
-) -> Result<Option<Delivery>, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT event_id, endpoint_id, state::text AS state, attempts,
-                    CASE WHEN state = 'pending' THEN due_at END AS next_attempt_at,
-                    last_http_status, last_error, created_at, updated_at
-             FROM deliveries WHERE id = $1 AND app_id = $2",
-        )
-        .await?;
-    let Some(r) = client.query_opt(&stmt, &[&id.0, &app_id.0]).await? else {
-        return Ok(None);
-    };
-    Ok(Some(Delivery {
-        id,
-        event_id: EventId(r.try_get("event_id")?),
-        endpoint_id: EndpointId(r.try_get("endpoint_id")?),
-        state: parse_text(&r, "state")?,
-        attempts: r.try_get("attempts")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        last_http_status: r.try_get("last_http_status")?,
-        last_error: r.try_get("last_error")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    }))
-}
-
-/// A delivery's log, oldest first; `None` when the app has no such delivery.
-pub async fn delivery_history(
-    store: &Store,
-    app_id: AppId,
-    id: DeliveryId,
-) -> Result<Option<Vec<LogEntry>>, StoreError> {
-    let client = store.client().await?;
-    // The app check and the log read are one statement so that they see one snapshot.
-    let stmt = client
-        .prepare_cached(
-            "SELECT l.seq, l.kind::text AS kind, l.at, l.attempt, l.worker_id, l.http_status,
-                    l.latency_ms, l.error_class, l.error_message, l.response_excerpt,
-                    l.next_attempt_at, l.lease_expires_at
-             FROM deliveries d
-             LEFT JOIN delivery_log l ON l.delivery_id = d.id
-             WHERE d.id = $1 AND d.app_id = $2
-             ORDER BY l.seq",
-        )
-        .await?;
-    let rows = client.query(&stmt, &[&id.0, &app_id.0]).await?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let mut entries = Vec::with_capacity(rows.len());
-    for r in &rows {
-        if r.try_get::<_, Option<i64>>("seq")?.is_some() {
-            entries.push(log_entry(r)?);
-        }
-    }
-    Ok(Some(entries))
-}
-
-pub(crate) fn log_entry(r: &tokio_postgres::Row) -> Result<LogEntry, StoreError> {
-    Ok(LogEntry {
-        seq: r.try_get("seq")?,
-        kind: parse_text(r, "kind")?,
-        at: r.try_get("at")?,
-        attempt: r.try_get("attempt")?,
-        worker_id: r.try_get("worker_id")?,
-        http_status: r.try_get("http_status")?,
-        latency_ms: r.try_get("latency_ms")?,
-        error_class: r.try_get("error_class")?,
-        error_message: r.try_get("error_message")?,
-        response_excerpt: r.try_get("response_excerpt")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        lease_expires_at: r.try_get("lease_expires_at")?,
-    })
+    Ok(
+        match delivery_reads::delivery_get_with(&client, app_id, id).await? {
+            Some(_) => RedriveOutcome::NotRedrivable,
+            None => RedriveOutcome::NotFound,
+        },
+    )
 }
 
 fn millis(d: Duration) -> i64 {

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_resources.sql",
         sql: include_str!("../../../migrations/0002_resources.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_queries.sql",
+        sql: include_str!("../../../migrations/0003_queries.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

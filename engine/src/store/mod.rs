@@ -7,13 +7,18 @@
 //! - [`apps`]: apps (tenants) and API keys.
 //! - [`endpoints`]: where webhooks go.
 //! - [`ingest`]: events, idempotency records and the deliveries they fan out to.
-//! - [`deliveries`]: the queue (claim, outcomes, release, redrive) and reads of state and history.
+//! - [`deliveries`]: the queue: every change of a delivery's state (claim, outcomes, release,
+//!   redrive, cancel).
+//! - [`delivery_reads`]: reads of deliveries, their history and an endpoint's figures.
+//! - [`events`]: reads of events.
 //! - [`check`]: folding the log and comparing it with the projection.
 
 pub mod apps;
 pub mod check;
 pub mod deliveries;
+pub mod delivery_reads;
 pub mod endpoints;
+pub mod events;
 pub mod ingest;
 pub mod migrate;
 

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hookd_engine::delivery::{Delivery, DeliveryState, LogEntry, LogKind};
-use hookd_engine::ids::DeliveryId;
-use hookd_engine::store::deliveries as store;
-use poem_openapi::param::Path;
+use hookd_engine::ids::{DeliveryId, EndpointId, EventId};
+use hookd_engine::store::{deliveries as store, delivery_reads as reads};
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::{ApiResult, ApiState, AppKey, Tag, parse_id};
+use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
 use crate::problem::{ApiError, ProblemKind};
+use crate::text::Text;
 
 #[derive(Debug, Clone, Copy, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -21,6 +22,18 @@ pub enum DeliveryStateOut {
     Succeeded,
     Dead,
     Cancelled,
+}
+
+impl From<DeliveryStateOut> for DeliveryState {
+    fn from(s: DeliveryStateOut) -> Self {
+        match s {
+            DeliveryStateOut::Pending => Self::Pending,
+            DeliveryStateOut::InFlight => Self::InFlight,
+            DeliveryStateOut::Succeeded => Self::Succeeded,
+            DeliveryStateOut::Dead => Self::Dead,
+            DeliveryStateOut::Cancelled => Self::Cancelled,
+        }
+    }
 }
 
 impl From<DeliveryState> for DeliveryStateOut {
@@ -157,6 +170,39 @@ pub struct Accepted {
     pub state: DeliveryStateOut,
 }
 
+#[derive(Debug, Object)]
+pub struct DeliveryList {
+    pub data: Vec<DeliveryOut>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which dead letters to redrive; every field narrows the selection.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BulkRedrive {
+    pub endpoint_id: Option<Text>,
+    #[oai(validator(min_length = 1, max_length = 256))]
+    pub event_type: Option<Text>,
+    /// Deliveries created at or after this time.
+    pub after: Option<DateTime<Utc>>,
+    /// Deliveries created before this time.
+    pub before: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Object)]
+pub struct Redriven {
+    /// How many dead letters were scheduled again.
+    pub redriven: u64,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum BulkRedriveResponse {
+    /// The selected dead letters are scheduled now.
+    #[oai(status = 202)]
+    Accepted(Json<Redriven>),
+}
+
 #[derive(ApiResponse)]
 enum RedriveResponse {
     /// The delivery is scheduled now.
@@ -168,12 +214,88 @@ pub struct DeliveriesApi(pub Arc<ApiState>);
 
 #[OpenApi]
 impl DeliveriesApi {
+    /// List deliveries
+    ///
+    /// Newest first; every filter narrows the list. Times select by creation.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/v1/deliveries", method = "get", tag = "Tag::Deliveries")]
+    async fn list_deliveries(
+        &self,
+        auth: AppKey,
+        state: Query<Option<DeliveryStateOut>>,
+        endpoint_id: Query<Option<String>>,
+        event_id: Query<Option<String>>,
+        /// Created at or after (RFC 3339).
+        after: Query<Option<DateTime<Utc>>>,
+        /// Created before (RFC 3339).
+        before: Query<Option<DateTime<Utc>>>,
+        /// Items per page (1–200, default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<DeliveryList>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let (limit, after_id) = page::params(limit.0, cursor.0.as_deref())?;
+        let filter = reads::DeliveryFilter {
+            state: state.0.map(DeliveryState::from),
+            endpoint_id: endpoint_id
+                .0
+                .as_deref()
+                .map(|id| parse_id(EndpointId::parse, id))
+                .transpose()?,
+            event_id: event_id
+                .0
+                .as_deref()
+                .map(|id| parse_id(EventId::parse, id))
+                .transpose()?,
+            after: after.0,
+            before: before.0,
+        };
+        let deliveries =
+            reads::deliveries_list(&self.0.store, app_id, &filter, after_id, limit).await?;
+        let next_cursor = page::next_cursor(&deliveries, limit, |d| d.id.0);
+        Ok(Json(DeliveryList {
+            data: deliveries.into_iter().map(DeliveryOut::from).collect(),
+            next_cursor,
+        }))
+    }
+
+    /// Redrive dead letters in bulk
+    ///
+    /// Schedules every dead-lettered delivery the filters select, now, with a fresh retry
+    /// budget. Safe to repeat: a redriven delivery is no longer dead.
+    #[oai(
+        path = "/v1/deliveries/redrive",
+        method = "post",
+        tag = "Tag::Deliveries"
+    )]
+    async fn redrive_dead_letters(
+        &self,
+        auth: AppKey,
+        body: Json<BulkRedrive>,
+    ) -> ApiResult<BulkRedriveResponse> {
+        let app_id = self.0.app_of(&auth).await?;
+        let body = body.0;
+        let filter = store::DeadLetterFilter {
+            endpoint_id: body
+                .endpoint_id
+                .as_deref()
+                .map(|id| parse_id(EndpointId::parse, id))
+                .transpose()?,
+            event_type: body.event_type.map(String::from),
+            after: body.after,
+            before: body.before,
+        };
+        let redriven = store::deliveries_redrive_dead(&self.0.store, app_id, &filter).await?;
+        Ok(BulkRedriveResponse::Accepted(Json(Redriven { redriven })))
+    }
+
     /// Get a delivery
     #[oai(path = "/v1/deliveries/:id", method = "get", tag = "Tag::Deliveries")]
     async fn get_delivery(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<DeliveryOut>> {
         let app_id = self.0.app_of(&auth).await?;
         let id = parse_id(DeliveryId::parse, &id)?;
-        let delivery = store::delivery_get(&self.0.store, app_id, id)
+        let delivery = reads::delivery_get(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
         Ok(Json(delivery.into()))
@@ -191,7 +313,7 @@ impl DeliveriesApi {
     async fn delivery_history(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<History>> {
         let app_id = self.0.app_of(&auth).await?;
         let id = parse_id(DeliveryId::parse, &id)?;
-        let entries = store::delivery_history(&self.0.store, app_id, id)
+        let entries = reads::delivery_history(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
         Ok(Json(History {
@@ -221,5 +343,37 @@ impl DeliveriesApi {
             )),
             store::RedriveOutcome::NotFound => Err(ApiError::not_found("delivery")),
         }
+    }
+
+    /// Cancel a delivery
+    ///
+    /// A pending or in-flight delivery stops: no further attempts. An attempt already on the
+    /// wire completes, but its outcome is not applied.
+    #[oai(
+        path = "/v1/deliveries/:id/cancel",
+        method = "post",
+        tag = "Tag::Deliveries"
+    )]
+    async fn cancel_delivery(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+    ) -> ApiResult<Json<DeliveryOut>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(DeliveryId::parse, &id)?;
+        match store::delivery_cancel(&self.0.store, app_id, id).await? {
+            store::CancelOutcome::Cancelled => {}
+            store::CancelOutcome::NotCancellable => {
+                return Err(ApiError::new(
+                    ProblemKind::NotCancellable,
+                    "only a pending or in-flight delivery can be cancelled",
+                ));
+            }
+            store::CancelOutcome::NotFound => return Err(ApiError::not_found("delivery")),
+        }
+        let delivery = reads::delivery_get(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("delivery"))?;
+        Ok(Json(delivery.into()))
     }
 }

@@ -8,12 +8,13 @@ use hookd_engine::custom_headers;
 use hookd_engine::endpoint_url::check_endpoint_url;
 use hookd_engine::ids::EndpointId;
 use hookd_engine::secret::SigningSecret;
-use hookd_engine::store::endpoints as store;
+use hookd_engine::store::{deliveries, delivery_reads, endpoints as store};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::deliveries::{BulkRedriveResponse, DeliveryStateOut, Redriven};
 use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
 use crate::problem::ApiError;
 use crate::text::Text;
@@ -107,6 +108,34 @@ pub struct EndpointList {
     pub data: Vec<EndpointOut>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct StateCount {
+    pub state: DeliveryStateOut,
+    pub count: i64,
+}
+
+/// What an endpoint's deliveries created in the window did.
+#[derive(Debug, Object)]
+pub struct EndpointStatsOut {
+    pub window_seconds: u32,
+    /// Deliveries created in the window, by current state.
+    pub deliveries: Vec<StateCount>,
+    /// Attempts made for them.
+    pub attempts: i64,
+    /// Share of those attempts that succeeded (null without attempts).
+    pub success_rate: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Recover {
+    /// Redrive the dead letters created at or after this time.
+    pub since: DateTime<Utc>,
 }
 
 #[derive(ApiResponse)]
@@ -342,6 +371,81 @@ impl EndpointsApi {
         id: Path<String>,
     ) -> ApiResult<Json<EndpointOut>> {
         self.set_enabled(auth, id, false).await
+    }
+
+    /// Endpoint statistics
+    ///
+    /// Deliveries by state, attempt success rate and attempt latency percentiles, over the
+    /// deliveries created in the window.
+    #[oai(
+        path = "/v1/endpoints/:id/stats",
+        method = "get",
+        tag = "Tag::Endpoints"
+    )]
+    async fn endpoint_stats(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+        /// How far back, in seconds (1 to 2,592,000 = 30 days; default 86,400 = a day).
+        #[oai(validator(minimum(value = "1"), maximum(value = "2592000")))]
+        window_seconds: Query<Option<u32>>,
+    ) -> ApiResult<Json<EndpointStatsOut>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        store::endpoint_get(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("endpoint"))?;
+        let window = window_seconds.0.unwrap_or(86_400);
+        let since = Utc::now() - chrono::TimeDelta::seconds(i64::from(window));
+        let stats = delivery_reads::endpoint_stats(&self.0.store, id, since).await?;
+        #[allow(clippy::cast_precision_loss)]
+        let success_rate =
+            (stats.attempts > 0).then(|| stats.attempts_succeeded as f64 / stats.attempts as f64);
+        Ok(Json(EndpointStatsOut {
+            window_seconds: window,
+            deliveries: stats
+                .by_state
+                .into_iter()
+                .map(|(state, count)| StateCount {
+                    state: state.into(),
+                    count,
+                })
+                .collect(),
+            attempts: stats.attempts,
+            success_rate,
+            latency_p50_ms: stats.latency_p50_ms,
+            latency_p95_ms: stats.latency_p95_ms,
+            latency_p99_ms: stats.latency_p99_ms,
+        }))
+    }
+
+    /// Recover an endpoint
+    ///
+    /// Redrives every dead-lettered delivery of the endpoint created since `since`, e.g. after
+    /// the receiver is fixed and the endpoint enabled again. Safe to repeat.
+    #[oai(
+        path = "/v1/endpoints/:id/recover",
+        method = "post",
+        tag = "Tag::Endpoints"
+    )]
+    async fn recover_endpoint(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+        body: Json<Recover>,
+    ) -> ApiResult<BulkRedriveResponse> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        store::endpoint_get(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("endpoint"))?;
+        let filter = deliveries::DeadLetterFilter {
+            endpoint_id: Some(id),
+            after: Some(body.since),
+            ..Default::default()
+        };
+        let redriven = deliveries::deliveries_redrive_dead(&self.0.store, app_id, &filter).await?;
+        Ok(BulkRedriveResponse::Accepted(Json(Redriven { redriven })))
     }
 }
 

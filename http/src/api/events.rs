@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
-use hookd_engine::store::ingest;
-use poem_openapi::param::Header;
+use chrono::{DateTime, Utc};
+use hookd_engine::ids::EventId;
+use hookd_engine::store::{delivery_reads, events as store, ingest};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sha2::{Digest, Sha256};
 
-use super::{ApiResult, ApiState, AppKey, Tag};
+use super::deliveries::DeliveryOut;
+use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
 use crate::problem::{ApiError, ProblemKind};
 use crate::text::Text;
 
@@ -35,6 +38,48 @@ pub struct EventAccepted {
     /// One delivery per subscribed endpoint.
     pub deliveries: Vec<DeliveryRef>,
 }
+
+#[derive(Debug, Object)]
+pub struct EventOut {
+    pub id: String,
+    #[oai(rename = "type")]
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+pub struct EventWithDeliveries {
+    #[oai(flatten)]
+    pub event: EventOut,
+    /// Its deliveries, newest first (the first 1,000; page through the rest with
+    /// `GET /v1/deliveries?event_id=`).
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+#[derive(Debug, Object)]
+pub struct EventList {
+    pub data: Vec<EventOut>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn event_out(event: store::Event) -> ApiResult<EventOut> {
+    let payload = serde_json::from_str(&event.payload).map_err(|e| {
+        ApiError::from(hookd_engine::store::StoreError::Corrupt(format!(
+            "event payload: {e}"
+        )))
+    })?;
+    Ok(EventOut {
+        id: event.id.to_string(),
+        event_type: event.event_type,
+        payload,
+        created_at: event.created_at,
+    })
+}
+
+/// The most deliveries an event shows inline.
+const EVENT_DELIVERIES_SHOWN: i64 = 1000;
 
 #[derive(ApiResponse)]
 enum EventAcceptedResponse {
@@ -105,5 +150,72 @@ impl EventsApi {
                 })
                 .collect(),
         })))
+    }
+
+    /// List events
+    ///
+    /// Newest first; every filter narrows the list.
+    #[oai(path = "/v1/events", method = "get", tag = "Tag::Events")]
+    async fn list_events(
+        &self,
+        auth: AppKey,
+        /// Only events of this type.
+        #[oai(name = "type")]
+        event_type: Query<Option<String>>,
+        /// Published at or after (RFC 3339).
+        after: Query<Option<DateTime<Utc>>>,
+        /// Published before (RFC 3339).
+        before: Query<Option<DateTime<Utc>>>,
+        /// Items per page (1–200, default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<EventList>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let (limit, after_id) = page::params(limit.0, cursor.0.as_deref())?;
+        let filter = store::EventFilter {
+            event_type: event_type.0,
+            after: after.0,
+            before: before.0,
+        };
+        let events = store::events_list(&self.0.store, app_id, &filter, after_id, limit).await?;
+        let next_cursor = page::next_cursor(&events, limit, |e| e.id.0);
+        Ok(Json(EventList {
+            data: events
+                .into_iter()
+                .map(event_out)
+                .collect::<ApiResult<_>>()?,
+            next_cursor,
+        }))
+    }
+
+    /// Get an event with its deliveries
+    #[oai(path = "/v1/events/:id", method = "get", tag = "Tag::Events")]
+    async fn get_event(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+    ) -> ApiResult<Json<EventWithDeliveries>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EventId::parse, &id)?;
+        let event = store::event_get(&self.0.store, app_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("event"))?;
+        let filter = delivery_reads::DeliveryFilter {
+            event_id: Some(id),
+            ..Default::default()
+        };
+        let deliveries = delivery_reads::deliveries_list(
+            &self.0.store,
+            app_id,
+            &filter,
+            None,
+            EVENT_DELIVERIES_SHOWN,
+        )
+        .await?;
+        Ok(Json(EventWithDeliveries {
+            event: event_out(event)?,
+            deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
+        }))
     }
 }

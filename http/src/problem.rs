@@ -97,9 +97,15 @@ pub enum ApiError {
     /// The request conflicts with the resource's state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The route does not take this method.
+    #[oai(status = 405, content_type = "application/problem+json")]
+    MethodNotAllowed(Json<Problem>),
     /// The body exceeds the configured limit.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
+    /// The body is not JSON (`content-type: application/json` expected).
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// The database is unreachable; retry later.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
@@ -119,10 +125,10 @@ impl ApiError {
             | ProblemKind::NotRedrivable
             | ProblemKind::NotCancellable => Self::Conflict(Json(problem)),
             ProblemKind::PayloadTooLarge => Self::PayloadTooLarge(Json(problem)),
+            ProblemKind::MethodNotAllowed => Self::MethodNotAllowed(Json(problem)),
+            ProblemKind::UnsupportedMediaType => Self::UnsupportedMediaType(Json(problem)),
             ProblemKind::Unavailable => Self::Unavailable(Json(problem)),
-            ProblemKind::MethodNotAllowed
-            | ProblemKind::UnsupportedMediaType
-            | ProblemKind::Internal => Self::Internal(Json(problem)),
+            ProblemKind::Internal => Self::Internal(Json(problem)),
         }
     }
 

@@ -9,4 +9,5 @@ mod idempotency;
 mod operations;
 mod projection;
 mod resources;
+mod security;
 mod wakeup;

@@ -66,6 +66,8 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Print the OpenAPI document of the API (as served at /openapi.json) and exit.
+    Openapi,
     /// Inspect the delivery projection.
     Projection {
         #[command(subcommand)]

@@ -91,6 +91,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&database).await?;
             run_worker(store, worker_parts(&worker)?, shutdown_on_signal()).await;
         }
+        Command::Openapi => {
+            // The document describes routes only; the pool is never used, so nothing connects.
+            let store = Store::connect("postgres://localhost/hookd", 1)?;
+            let service = api::service(Arc::new(api::ApiState {
+                store,
+                admin_token: String::new(),
+                allow_private_targets: false,
+            }));
+            println!("{}", service.spec());
+        }
         Command::Migrate { database } => {
             let store = Store::connect(&database.database_url, 1)?;
             let applied = migrate::migrate(&store).await?;

@@ -7,6 +7,7 @@ use hookd_engine::ids::{ApiKeyId, AppId};
 use hookd_engine::store::apps as store;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{AdminToken, ApiResult, ApiState, AppKey, Tag, page, parse_id};
@@ -14,11 +15,19 @@ use crate::problem::ApiError;
 use crate::text::Text;
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateApp {
     /// A name for people; need not be unique.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Text,
+}
+
+impl Example for CreateApp {
+    fn example() -> Self {
+        Self {
+            name: Text("shop".into()),
+        }
+    }
 }
 
 #[derive(Debug, Object)]

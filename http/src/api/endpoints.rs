@@ -11,7 +11,7 @@ use hookd_engine::secret::SigningSecret;
 use hookd_engine::store::{deliveries, delivery_reads, endpoints as store};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::MaybeUndefined;
+use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::deliveries::{BulkRedriveResponse, DeliveryStateOut, Redriven};
@@ -20,7 +20,7 @@ use crate::problem::ApiError;
 use crate::text::Text;
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateEndpoint {
     /// Where webhooks are POSTed: http or https, no credentials.
     #[oai(validator(max_length = 2048))]
@@ -48,6 +48,29 @@ pub struct CreateEndpoint {
     /// Overrides `HOOKD_DELIVERY_TIMEOUT_MS` for this endpoint.
     #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
     pub timeout_ms: Option<i64>,
+}
+
+impl Example for CreateEndpoint {
+    fn example() -> Self {
+        Self {
+            url: Text("https://shop.example.com/webhooks/hookd".into()),
+            event_types: Some(vec![
+                Text("order.paid".into()),
+                Text("order.shipped".into()),
+            ]),
+            secret: None,
+            description: Some(Text("order events for the shop backend".into())),
+            headers: Some(BTreeMap::from([(
+                "X-Shop-Tenant".to_owned(),
+                Text("acme".into()),
+            )])),
+            metadata: None,
+            max_attempts: None,
+            retry_base_ms: None,
+            retry_cap_ms: None,
+            timeout_ms: Some(10_000),
+        }
+    }
 }
 
 /// A partial update: omitted fields stay; `null` resets a nullable field to its default.

@@ -7,6 +7,7 @@ use hookd_engine::ids::EventId;
 use hookd_engine::store::{delivery_reads, events as store, ingest};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sha2::{Digest, Sha256};
 
@@ -16,13 +17,22 @@ use crate::problem::{ApiError, ProblemKind};
 use crate::text::Text;
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PublishEvent {
     /// The event type, matched against endpoints' `event_types`.
     #[oai(rename = "type", validator(min_length = 1, max_length = 256))]
     pub event_type: Text,
     /// Any JSON value; delivered as the webhook body's `data`.
     pub payload: serde_json::Value,
+}
+
+impl Example for PublishEvent {
+    fn example() -> Self {
+        Self {
+            event_type: Text("order.paid".into()),
+            payload: serde_json::json!({"order_id": "ord_1042", "amount": 4200, "currency": "EUR"}),
+        }
+    }
 }
 
 #[derive(Debug, Object)]

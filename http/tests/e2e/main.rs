@@ -6,6 +6,7 @@ mod harness;
 mod crash;
 mod delivery;
 mod idempotency;
+mod openapi;
 mod operations;
 mod projection;
 mod resources;

@@ -1,5 +1,8 @@
-//! Ingestion: an event, the deliveries it fans out to and its idempotency record commit in one
-//! transaction, and the delivery log's trigger rings the workers on that commit.
+//! Ingestion: events, the deliveries they fan out to and their idempotency records commit in one
+//! transaction, and the delivery log's trigger rings the workers on that commit. A single
+//! publish is a batch of one; every step is one statement for the whole batch.
+
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
@@ -10,14 +13,15 @@ use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 /// An event to publish.
 #[derive(Debug, Clone, Copy)]
 pub struct NewEvent<'a> {
-    pub app_id: AppId,
     pub event_type: &'a str,
-    /// The payload as JSON text; delivered byte for byte.
+    /// The payload as JSON text.
     pub payload: &'a str,
+    /// Deliver to exactly these endpoints instead of matching by type.
+    pub endpoint_ids: Option<&'a [EndpointId]>,
     pub idempotency: Option<IdempotencyKey<'a>>,
 }
 
-/// A producer's `Idempotency-Key`, with a hash of the request it came with.
+/// A producer's idempotency key, with a hash of the request it came with.
 #[derive(Debug, Clone, Copy)]
 pub struct IdempotencyKey<'a> {
     pub key: &'a str,
@@ -32,157 +36,304 @@ pub struct Published {
     pub deliveries: Vec<(DeliveryId, EndpointId)>,
 }
 
-/// What publishing did.
+/// What publishing a batch did. Either every event is committed (or replayed) or none is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishOutcome {
-    /// The event is committed with its deliveries.
-    Created(Published),
-    /// The idempotency key was used before with the same request: the original result.
-    Replayed(Published),
-    /// The idempotency key was used before with a different request.
-    KeyConflict,
+    /// One entry per event, in order: committed now, or the original of a replayed key.
+    Published(Vec<Published>),
+    /// The event at `index` reuses an idempotency key with a different request.
+    KeyConflict { index: usize },
+    /// The event at `index` names endpoints the app does not have.
+    UnknownEndpoints { index: usize, ids: Vec<EndpointId> },
 }
 
-/// Records an idempotency key; false when the app already used it. When another transaction is
-/// inserting the same key right now, this waits for it to commit or roll back.
-async fn idempotency_key_insert(
+/// Which of the given endpoints are the app's live ones.
+async fn endpoints_live_of_app(
     client: &impl GenericClient,
     app_id: AppId,
-    key: &IdempotencyKey<'_>,
-    event_id: EventId,
-) -> Result<bool, StoreError> {
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id FROM endpoints WHERE id = ANY ($2) AND app_id = $1 AND deleted_at IS NULL",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&app_id.0, &ids]).await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// Records idempotency keys; returns those this statement inserted. A key another transaction
+/// is inserting right now makes this wait for it to commit or roll back. Of duplicates within
+/// the batch, the first wins.
+async fn idempotency_keys_insert(
+    client: &impl GenericClient,
+    app_id: AppId,
+    keys: &[&str],
+    hashes: &[&[u8]],
+    event_ids: &[Uuid],
+) -> Result<HashSet<String>, StoreError> {
     let stmt = client
         .prepare_cached(
             "INSERT INTO idempotency_keys (app_id, key, request_hash, event_id)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (app_id, key) DO NOTHING",
+             SELECT $1, key, hash, event_id
+             FROM unnest($2::text[], $3::bytea[], $4::uuid[]) WITH ORDINALITY
+                  AS t(key, hash, event_id, n)
+             ORDER BY n
+             ON CONFLICT (app_id, key) DO NOTHING
+             RETURNING key",
         )
         .await?;
-    let inserted = client
-        .execute(
-            &stmt,
-            &[
-                &app_id.0,
-                &key.key,
-                &key.request_hash.as_slice(),
-                &event_id.0,
-            ],
-        )
+    let rows = client
+        .query(&stmt, &[&app_id.0, &keys, &hashes, &event_ids])
         .await?;
-    Ok(inserted == 1)
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
 }
 
-/// The request hash and event of an app's idempotency key.
-async fn idempotency_key_find(
+/// The request hash and event of each given key the app has used.
+async fn idempotency_keys_find(
     client: &impl GenericClient,
     app_id: AppId,
-    key: &str,
-) -> Result<Option<(Vec<u8>, EventId)>, StoreError> {
+    keys: &[&str],
+) -> Result<HashMap<String, (Vec<u8>, Uuid)>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "SELECT request_hash, event_id FROM idempotency_keys WHERE app_id = $1 AND key = $2",
+            "SELECT key, request_hash, event_id FROM idempotency_keys
+             WHERE app_id = $1 AND key = ANY ($2)",
         )
         .await?;
-    let row = client.query_opt(&stmt, &[&app_id.0, &key]).await?;
-    row.map(|r| Ok((r.try_get(0)?, EventId(r.try_get(1)?))))
-        .transpose()
+    let rows = client.query(&stmt, &[&app_id.0, &keys]).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect()
 }
 
-/// Inserts the event itself.
-async fn event_insert(
+/// Inserts the events themselves.
+async fn events_insert(
     client: &impl GenericClient,
-    id: EventId,
-    event: &NewEvent<'_>,
+    app_id: AppId,
+    ids: &[Uuid],
+    types: &[&str],
+    payloads: &[&str],
 ) -> Result<(), StoreError> {
     let stmt = client
         .prepare_cached(
-            "INSERT INTO events (id, app_id, event_type, payload) VALUES ($1, $2, $3, $4::text::json)",
+            "INSERT INTO events (id, app_id, event_type, payload)
+             SELECT id, $1, event_type, payload::json
+             FROM unnest($2::uuid[], $3::text[], $4::text[]) AS t(id, event_type, payload)",
         )
         .await?;
     client
-        .execute(
-            &stmt,
-            &[&id.0, &event.app_id.0, &event.event_type, &event.payload],
-        )
+        .execute(&stmt, &[&app_id.0, &ids, &types, &payloads])
         .await?;
     Ok(())
 }
 
-/// Creates the event's deliveries with their `created` log rows.
-async fn deliveries_create_for_event(
+/// Creates the events' deliveries with their `created` log rows (see `create_deliveries.sql`).
+async fn deliveries_create_for_events(
     client: &impl GenericClient,
     app_id: AppId,
-    event_id: EventId,
-    event_type: &str,
-) -> Result<Vec<(DeliveryId, EndpointId)>, StoreError> {
+    batch: &[(Uuid, &NewEvent<'_>)],
+) -> Result<Vec<(Uuid, DeliveryId, EndpointId)>, StoreError> {
+    let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+    let types: Vec<&str> = batch.iter().map(|(_, e)| e.event_type).collect();
+    let explicit: Vec<bool> = batch
+        .iter()
+        .map(|(_, e)| e.endpoint_ids.is_some())
+        .collect();
+    let mut pair_events = Vec::new();
+    let mut pair_endpoints = Vec::new();
+    for (id, event) in batch {
+        for endpoint in event.endpoint_ids.unwrap_or_default() {
+            pair_events.push(*id);
+            pair_endpoints.push(endpoint.0);
+        }
+    }
     let stmt = client
         .prepare_cached(include_str!("create_deliveries.sql"))
         .await?;
     let rows = client
-        .query(&stmt, &[&app_id.0, &event_id.0, &event_type])
+        .query(
+            &stmt,
+            &[
+                &app_id.0,
+                &ids,
+                &types,
+                &explicit,
+                &pair_events,
+                &pair_endpoints,
+            ],
+        )
         .await?;
-    rows.iter().map(delivery_pair).collect()
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("event_id")?,
+                DeliveryId(r.try_get("id")?),
+                EndpointId(r.try_get("endpoint_id")?),
+            ))
+        })
+        .collect()
 }
 
-/// The deliveries an event fanned out to.
-async fn event_deliveries_list(
+/// The deliveries of earlier events, for replayed idempotency keys.
+async fn deliveries_of_events(
     client: &impl GenericClient,
-    event_id: EventId,
-) -> Result<Vec<(DeliveryId, EndpointId)>, StoreError> {
+    event_ids: &[Uuid],
+) -> Result<Vec<(Uuid, DeliveryId, EndpointId)>, StoreError> {
     let stmt = client
-        .prepare_cached("SELECT id, endpoint_id FROM deliveries WHERE event_id = $1 ORDER BY id")
+        .prepare_cached(
+            "SELECT event_id, id, endpoint_id FROM deliveries
+             WHERE event_id = ANY ($1) ORDER BY id",
+        )
         .await?;
-    let rows = client.query(&stmt, &[&event_id.0]).await?;
-    rows.iter().map(delivery_pair).collect()
+    let rows = client.query(&stmt, &[&event_ids]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                DeliveryId(r.try_get(1)?),
+                EndpointId(r.try_get(2)?),
+            ))
+        })
+        .collect()
 }
 
-fn delivery_pair(row: &tokio_postgres::Row) -> Result<(DeliveryId, EndpointId), StoreError> {
-    let id: Uuid = row.try_get(0)?;
-    let endpoint: Uuid = row.try_get(1)?;
-    Ok((DeliveryId(id), EndpointId(endpoint)))
-}
-
-/// Publishes an event: everything commits together or nothing does.
-pub async fn event_publish(
+/// Publishes a batch of events: everything commits together or nothing does.
+pub async fn events_publish(
     store: &Store,
-    event: &NewEvent<'_>,
+    app_id: AppId,
+    events: &[NewEvent<'_>],
 ) -> Result<PublishOutcome, StoreError> {
     let mut client = store.client().await?;
-    let event_id = EventId::generate();
-    let tx = client.transaction().await?;
-    if let Some(key) = &event.idempotency
-        && !idempotency_key_insert(&tx, event.app_id, key, event_id).await?
-    {
-        tx.rollback().await?;
-        return idempotent_replay(&client, event.app_id, key).await;
+    if let Some(outcome) = unknown_endpoints(&client, app_id, events).await? {
+        return Ok(outcome);
     }
-    event_insert(&tx, event_id, event).await?;
-    let deliveries =
-        deliveries_create_for_event(&tx, event.app_id, event_id, event.event_type).await?;
+    let event_ids: Vec<Uuid> = events.iter().map(|_| EventId::generate().0).collect();
+    let tx = client.transaction().await?;
+
+    // Which events replay an earlier request (same key, same body) instead of being new.
+    let mut original: Vec<Option<Uuid>> = vec![None; events.len()];
+    let keyed: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].idempotency.is_some())
+        .collect();
+    if !keyed.is_empty() {
+        let key = |i: usize| events[i].idempotency.map_or("", |k| k.key);
+        let keys: Vec<&str> = keyed.iter().map(|&i| key(i)).collect();
+        let hashes: Vec<&[u8]> = keyed
+            .iter()
+            .map(|&i| {
+                events[i]
+                    .idempotency
+                    .as_ref()
+                    .map_or(&[][..], |k| &k.request_hash[..])
+            })
+            .collect();
+        let ids: Vec<Uuid> = keyed.iter().map(|&i| event_ids[i]).collect();
+        let inserted = idempotency_keys_insert(&tx, app_id, &keys, &hashes, &ids).await?;
+        let mut first_use: HashSet<&str> = HashSet::new();
+        let replays: Vec<usize> = keyed
+            .iter()
+            .copied()
+            .filter(|&i| !(inserted.contains(key(i)) && first_use.insert(key(i))))
+            .collect();
+        if !replays.is_empty() {
+            let replay_keys: Vec<&str> = replays.iter().map(|&i| key(i)).collect();
+            let found = idempotency_keys_find(&tx, app_id, &replay_keys).await?;
+            for i in replays {
+                let Some((hash, event_id)) = found.get(key(i)) else {
+                    return Err(StoreError::Corrupt(
+                        "an idempotency key vanished within its transaction".into(),
+                    ));
+                };
+                let same = events[i]
+                    .idempotency
+                    .is_some_and(|k| hash.as_slice() == k.request_hash);
+                if !same {
+                    tx.rollback().await?;
+                    return Ok(PublishOutcome::KeyConflict { index: i });
+                }
+                original[i] = Some(*event_id);
+            }
+        }
+    }
+
+    let fresh: Vec<(Uuid, &NewEvent<'_>)> = (0..events.len())
+        .filter(|&i| original[i].is_none())
+        .map(|i| (event_ids[i], &events[i]))
+        .collect();
+    let mut deliveries = Vec::new();
+    if !fresh.is_empty() {
+        let ids: Vec<Uuid> = fresh.iter().map(|(id, _)| *id).collect();
+        let types: Vec<&str> = fresh.iter().map(|(_, e)| e.event_type).collect();
+        let payloads: Vec<&str> = fresh.iter().map(|(_, e)| e.payload).collect();
+        events_insert(&tx, app_id, &ids, &types, &payloads).await?;
+        deliveries = deliveries_create_for_events(&tx, app_id, &fresh).await?;
+    }
+    let earlier: Vec<Uuid> = original
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|id| !event_ids.contains(id))
+        .collect();
+    if !earlier.is_empty() {
+        deliveries.extend(deliveries_of_events(&tx, &earlier).await?);
+    }
     tx.commit().await?;
-    Ok(PublishOutcome::Created(Published {
-        event_id,
-        deliveries,
-    }))
+
+    let mut by_event: HashMap<Uuid, Vec<(DeliveryId, EndpointId)>> = HashMap::new();
+    for (event, delivery, endpoint) in deliveries {
+        by_event
+            .entry(event)
+            .or_default()
+            .push((delivery, endpoint));
+    }
+    let published = (0..events.len())
+        .map(|i| {
+            let id = original[i].unwrap_or(event_ids[i]);
+            let mut deliveries = by_event.get(&id).cloned().unwrap_or_default();
+            deliveries.sort();
+            Published {
+                event_id: EventId(id),
+                deliveries,
+            }
+        })
+        .collect();
+    Ok(PublishOutcome::Published(published))
 }
 
-async fn idempotent_replay(
+/// The first event naming an endpoint the app does not have, if any.
+async fn unknown_endpoints(
     client: &impl GenericClient,
     app_id: AppId,
-    key: &IdempotencyKey<'_>,
-) -> Result<PublishOutcome, StoreError> {
-    let Some((hash, event_id)) = idempotency_key_find(client, app_id, key.key).await? else {
-        // Keys are never removed before they are a day old (today: never).
-        return Err(StoreError::Corrupt(
-            "idempotency key vanished between insert and lookup".into(),
-        ));
-    };
-    if hash != key.request_hash {
-        return Ok(PublishOutcome::KeyConflict);
+    events: &[NewEvent<'_>],
+) -> Result<Option<PublishOutcome>, StoreError> {
+    let named: Vec<Uuid> = events
+        .iter()
+        .flat_map(|e| e.endpoint_ids.unwrap_or_default())
+        .map(|id| id.0)
+        .collect();
+    if named.is_empty() {
+        return Ok(None);
     }
-    let deliveries = event_deliveries_list(client, event_id).await?;
-    Ok(PublishOutcome::Replayed(Published {
-        event_id,
-        deliveries,
-    }))
+    let live = endpoints_live_of_app(client, app_id, &named).await?;
+    for (index, event) in events.iter().enumerate() {
+        let missing: Vec<EndpointId> = event
+            .endpoint_ids
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(|id| !live.contains(&id.0))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Some(PublishOutcome::UnknownEndpoints {
+                index,
+                ids: missing,
+            }));
+        }
+    }
+    Ok(None)
 }

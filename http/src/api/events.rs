@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hookd_engine::ids::EventId;
+use hookd_engine::ids::{EndpointId, EventId};
 use hookd_engine::store::{delivery_reads, events as store, ingest};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -24,6 +24,38 @@ pub struct PublishEvent {
     pub event_type: Text,
     /// Any JSON value; delivered as the webhook body's `data`.
     pub payload: serde_json::Value,
+    /// Deliver to exactly these endpoints (disabled ones are skipped) instead of every endpoint
+    /// subscribed to the type.
+    #[oai(validator(max_items = 100))]
+    pub endpoint_ids: Option<Vec<Text>>,
+}
+
+/// One event of a batch.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BatchEvent {
+    #[oai(rename = "type", validator(min_length = 1, max_length = 256))]
+    pub event_type: Text,
+    pub payload: serde_json::Value,
+    #[oai(validator(max_items = 100))]
+    pub endpoint_ids: Option<Vec<Text>>,
+    /// This event's own idempotency key (same rules as the `Idempotency-Key` header).
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub idempotency_key: Option<Text>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PublishBatch {
+    /// 1 to 1,000 events, committed together or not at all.
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    pub events: Vec<BatchEvent>,
+}
+
+#[derive(Debug, Object)]
+pub struct BatchAccepted {
+    /// One entry per event, in request order.
+    pub data: Vec<EventAccepted>,
 }
 
 impl Example for PublishEvent {
@@ -31,6 +63,7 @@ impl Example for PublishEvent {
         Self {
             event_type: Text("order.paid".into()),
             payload: serde_json::json!({"order_id": "ord_1042", "amount": 4200, "currency": "EUR"}),
+            endpoint_ids: None,
         }
     }
 }
@@ -91,6 +124,139 @@ fn event_out(event: store::Event) -> ApiResult<EventOut> {
 /// The most deliveries an event shows inline.
 const EVENT_DELIVERIES_SHOWN: i64 = 1000;
 
+/// An event as the store takes it, with the owned text it borrows from.
+struct Prepared {
+    event_type: String,
+    payload: String,
+    endpoint_ids: Option<Vec<EndpointId>>,
+    idempotency_key: Option<String>,
+    request_hash: [u8; 32],
+}
+
+impl Prepared {
+    /// Checks one event; `field` prefixes error details (`events[3].` in a batch).
+    fn new(
+        field: &str,
+        event_type: Text,
+        payload: &serde_json::Value,
+        endpoint_ids: Option<Vec<Text>>,
+        idempotency_key: Option<String>,
+    ) -> ApiResult<Self> {
+        let payload = serde_json::to_string(payload)
+            .map_err(|e| ApiError::invalid(format!("{field}payload: {e}")))?;
+        let endpoint_ids = endpoint_ids
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| {
+                        EndpointId::parse(id).map_err(|e| {
+                            ApiError::new(
+                                ProblemKind::InvalidId,
+                                format!("{field}endpoint_ids: {e}"),
+                            )
+                        })
+                    })
+                    .collect::<ApiResult<Vec<_>>>()
+            })
+            .transpose()?;
+        // The hash covers everything that decides what the request does.
+        let mut hasher = Sha256::new();
+        hasher.update(event_type.as_bytes());
+        hasher.update([0]);
+        hasher.update(payload.as_bytes());
+        for id in endpoint_ids.iter().flatten() {
+            hasher.update([0]);
+            hasher.update(id.0.as_bytes());
+        }
+        Ok(Self {
+            event_type: event_type.0,
+            payload,
+            endpoint_ids,
+            idempotency_key,
+            request_hash: hasher.finalize().into(),
+        })
+    }
+
+    fn as_new_event(&self) -> ingest::NewEvent<'_> {
+        ingest::NewEvent {
+            event_type: &self.event_type,
+            payload: &self.payload,
+            endpoint_ids: self.endpoint_ids.as_deref(),
+            idempotency: self
+                .idempotency_key
+                .as_deref()
+                .map(|key| ingest::IdempotencyKey {
+                    key,
+                    request_hash: self.request_hash,
+                }),
+        }
+    }
+}
+
+fn accepted(published: ingest::Published) -> EventAccepted {
+    EventAccepted {
+        id: published.event_id.to_string(),
+        deliveries: published
+            .deliveries
+            .into_iter()
+            .map(|(id, endpoint_id)| DeliveryRef {
+                id: id.to_string(),
+                endpoint_id: endpoint_id.to_string(),
+            })
+            .collect(),
+    }
+}
+
+impl EventsApi {
+    /// Publishes prepared events; `batch` says how error details name an event's fields.
+    async fn publish(
+        &self,
+        app_id: hookd_engine::ids::AppId,
+        prepared: &[Prepared],
+        batch: bool,
+    ) -> ApiResult<Vec<EventAccepted>> {
+        let prefix = |i: usize| {
+            if batch {
+                format!("events[{i}].")
+            } else {
+                String::new()
+            }
+        };
+        let events: Vec<ingest::NewEvent<'_>> =
+            prepared.iter().map(Prepared::as_new_event).collect();
+        match ingest::events_publish(&self.0.store, app_id, &events).await? {
+            ingest::PublishOutcome::Published(published) => {
+                Ok(published.into_iter().map(accepted).collect())
+            }
+            ingest::PublishOutcome::KeyConflict { index } => Err(ApiError::new(
+                ProblemKind::IdempotencyConflict,
+                if batch {
+                    format!(
+                        "{}idempotency_key: this key was used with a different request",
+                        prefix(index)
+                    )
+                } else {
+                    "Idempotency-Key: this key was used with a different request".to_owned()
+                },
+            )),
+            ingest::PublishOutcome::UnknownEndpoints { index, ids } => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                Err(ApiError::invalid(format!(
+                    "{}endpoint_ids: not endpoints of this app: {}",
+                    prefix(index),
+                    ids.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum BatchAcceptedResponse {
+    /// Every event and its deliveries are committed.
+    #[oai(status = 202)]
+    Accepted(Json<BatchAccepted>),
+}
+
 #[derive(ApiResponse)]
 enum EventAcceptedResponse {
     /// The event and its deliveries are committed.
@@ -117,48 +283,52 @@ impl EventsApi {
         body: Json<PublishEvent>,
     ) -> ApiResult<EventAcceptedResponse> {
         let app_id = self.0.app_of(&auth).await?;
-        let payload = serde_json::to_string(&body.payload)
-            .map_err(|e| ApiError::invalid(format!("payload: {e}")))?;
-        let request_hash: [u8; 32] = {
-            let mut hasher = Sha256::new();
-            hasher.update(body.event_type.as_bytes());
-            hasher.update([0]);
-            hasher.update(payload.as_bytes());
-            hasher.finalize().into()
-        };
-        let idempotency = idempotency_key
+        let body = body.0;
+        let prepared = Prepared::new(
+            "",
+            body.event_type,
+            &body.payload,
+            body.endpoint_ids,
+            idempotency_key.0,
+        )?;
+        let mut accepted = self
+            .publish(app_id, std::slice::from_ref(&prepared), false)
+            .await?;
+        let accepted = accepted
+            .pop()
+            .ok_or_else(|| ApiError::new(ProblemKind::Internal, "publishing returned nothing"))?;
+        Ok(EventAcceptedResponse::Accepted(Json(accepted)))
+    }
+
+    /// Publish a batch of events
+    ///
+    /// Up to 1,000 events in one transaction: all are committed (202) or none is. Each event
+    /// may carry its own idempotency key and explicit endpoints.
+    #[oai(path = "/v1/events/batch", method = "post", tag = "Tag::Events")]
+    async fn publish_batch(
+        &self,
+        auth: AppKey,
+        body: Json<PublishBatch>,
+    ) -> ApiResult<BatchAcceptedResponse> {
+        let app_id = self.0.app_of(&auth).await?;
+        let prepared = body
             .0
-            .as_deref()
-            .map(|key| ingest::IdempotencyKey { key, request_hash });
-        let outcome = ingest::event_publish(
-            &self.0.store,
-            &ingest::NewEvent {
-                app_id,
-                event_type: &body.event_type,
-                payload: &payload,
-                idempotency,
-            },
-        )
-        .await?;
-        let published = match outcome {
-            ingest::PublishOutcome::Created(p) | ingest::PublishOutcome::Replayed(p) => p,
-            ingest::PublishOutcome::KeyConflict => {
-                return Err(ApiError::new(
-                    ProblemKind::IdempotencyConflict,
-                    "Idempotency-Key: this key was used with a different request body",
-                ));
-            }
-        };
-        Ok(EventAcceptedResponse::Accepted(Json(EventAccepted {
-            id: published.event_id.to_string(),
-            deliveries: published
-                .deliveries
-                .into_iter()
-                .map(|(id, endpoint_id)| DeliveryRef {
-                    id: id.to_string(),
-                    endpoint_id: endpoint_id.to_string(),
-                })
-                .collect(),
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Prepared::new(
+                    &format!("events[{i}]."),
+                    e.event_type,
+                    &e.payload,
+                    e.endpoint_ids,
+                    e.idempotency_key.map(String::from),
+                )
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        let data = self.publish(app_id, &prepared, true).await?;
+        Ok(BatchAcceptedResponse::Accepted(Json(BatchAccepted {
+            data,
         })))
     }
 

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod batch;
 mod crash;
 mod delivery;
 mod idempotency;

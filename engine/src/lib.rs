@@ -23,4 +23,5 @@ pub mod secret;
 pub mod sender;
 pub mod signing;
 pub mod store;
+pub mod vault;
 pub mod worker;

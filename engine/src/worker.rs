@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::DeliveryId;
 use crate::outcome::{self, AttemptResult, ErrorClass, Verdict};
 use crate::retry::RetryPolicy;
-use crate::secret::SigningSecret;
 use crate::sender::{Sender, Webhook};
 use crate::signing;
 use crate::store::Store;
@@ -272,17 +271,20 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
             ),
         );
     }
-    let secret = match SigningSecret::parse(&delivery.secret) {
-        Ok(secret) => secret,
-        Err(e) => {
-            return not_sent(ErrorClass::InvalidSecret, format!("unusable secret: {e}"));
-        }
+    let secrets = match &delivery.secrets {
+        Ok(secrets) => secrets,
+        Err(e) => return not_sent(ErrorClass::InvalidSecret, format!("unusable secret: {e}")),
     };
 
     let msg_id = delivery.event_id.to_string();
     let timestamp = chrono::Utc::now().timestamp();
     let body = webhook_body(delivery);
-    let signature = signing::sign(&secret, &msg_id, timestamp, body.as_bytes());
+    // During a rotation the previous secret signs too: receivers accept either signature.
+    let signature = secrets
+        .iter()
+        .map(|secret| signing::sign(secret, &msg_id, timestamp, body.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(" ");
     let timeout = delivery
         .timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
@@ -437,7 +439,7 @@ mod tests {
             attempt: 1,
             budget_start: 0,
             url: String::new(),
-            secret: String::new(),
+            secrets: Ok(Vec::new()),
             endpoint_enabled: true,
             max_attempts: None,
             retry_base_ms: None,

@@ -5,13 +5,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use hookd_engine::retry::RetryPolicy;
+use hookd_engine::vault::Vault;
 use hookd_engine::worker::WorkerConfig;
 
 const ENVIRONMENT: &str = "\
 Environment (each also a flag of the subcommands that use it; see `hookd <command> --help`):
   DATABASE_URL                 PostgreSQL connection URL (required)
   HOOKD_LISTEN                 API address:port                      [default: 127.0.0.1:8080]
-  HOOKD_ADMIN_TOKEN            token for admin routes (POST /v1/apps) (required by serve and api)
+  HOOKD_ADMIN_TOKEN            token for admin routes (/v1/apps)      (required by serve and api)
+  HOOKD_MASTER_KEY             key sealing endpoint secrets at rest, base64 of 32 bytes
+                               (`hookd keygen` makes one)  (required by serve, api, worker)
+  HOOKD_PREVIOUS_MASTER_KEYS   earlier master keys, comma-separated, still accepted for opening
   HOOKD_ALLOW_PRIVATE_TARGETS  let endpoints on loopback/private addresses receive [default: false]
   HOOKD_RETRY_BASE_MS          delay after the first failed attempt   [default: 5000]
   HOOKD_RETRY_CAP_MS           longest delay between attempts         [default: 21600000 (6 h)]
@@ -41,6 +45,8 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
+        keys: MasterKeyArgs,
+        #[command(flatten)]
         api: ApiArgs,
         #[command(flatten)]
         worker: WorkerArgs,
@@ -49,6 +55,8 @@ pub enum Command {
     Api {
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        keys: MasterKeyArgs,
         #[command(flatten)]
         api: ApiArgs,
         #[command(flatten)]
@@ -59,7 +67,16 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
+        keys: MasterKeyArgs,
+        #[command(flatten)]
         worker: WorkerArgs,
+    },
+    /// Print a new random master key (for HOOKD_MASTER_KEY) and exit.
+    Keygen,
+    /// Manage endpoint secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Apply pending migrations and exit.
     Migrate {
@@ -82,6 +99,46 @@ pub enum ProjectionCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Seal every endpoint secret with the current master key (after a master key rotation).
+    Reseal {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        keys: MasterKeyArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MasterKeyArgs {
+    /// Master key that seals endpoint secrets in the database: base64 of 32 bytes.
+    #[arg(long, env = "HOOKD_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+    /// Earlier master keys, comma-separated: they still open secrets sealed with them, until
+    /// `hookd secrets reseal` has moved every secret to the current key.
+    #[arg(
+        long,
+        env = "HOOKD_PREVIOUS_MASTER_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub previous_master_keys: Vec<String>,
+}
+
+impl MasterKeyArgs {
+    pub fn vault(&self) -> anyhow::Result<Vault> {
+        let previous: Vec<&str> = self
+            .previous_master_keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.trim().is_empty())
+            .collect();
+        Vault::new(&self.master_key, &previous)
+            .map_err(|e| anyhow::anyhow!("HOOKD_MASTER_KEY / HOOKD_PREVIOUS_MASTER_KEYS: {e}"))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -14,12 +14,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser as _;
 use hookd_engine::sender::{Sender, SenderConfig};
-use hookd_engine::store::{Store, check, migrate};
+use hookd_engine::store::{Store, check, migrate, secrets};
+use hookd_engine::vault::Vault;
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Request, Response, Route, Server};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ApiArgs, Cli, Command, DatabaseArgs, ProjectionCommand, WorkerArgs};
+use crate::config::{
+    ApiArgs, Cli, Command, DatabaseArgs, MasterKeyArgs, ProjectionCommand, SecretsCommand,
+    WorkerArgs,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,10 +60,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             database,
+            keys,
             api,
             worker,
         } => {
-            let store = open_store(&database).await?;
+            let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             let workers = tokio::spawn(run_worker(
                 store.clone(),
@@ -75,10 +80,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Api {
             database,
+            keys,
             api,
             worker,
         } => {
-            let store = open_store(&database).await?;
+            let store = open_store(&database, &keys).await?;
             serve_api(
                 store,
                 &api,
@@ -87,9 +93,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
         }
-        Command::Worker { database, worker } => {
-            let store = open_store(&database).await?;
+        Command::Worker {
+            database,
+            keys,
+            worker,
+        } => {
+            let store = open_store(&database, &keys).await?;
             run_worker(store, worker_parts(&worker)?, shutdown_on_signal()).await;
+        }
+        Command::Keygen => println!("{}", Vault::generate_key()),
+        Command::Secrets {
+            command: SecretsCommand::Reseal { database, keys },
+        } => {
+            let store = Store::connect(&database.database_url, 1)?.with_vault(keys.vault()?);
+            let report = secrets::secrets_reseal(&store).await?;
+            println!(
+                "resealed the secrets of {} of {} endpoints with master key {}",
+                report.resealed,
+                report.endpoints,
+                keys.vault()?.current_key_id()
+            );
         }
         Command::Openapi => {
             // The document describes routes only; the pool is never used, so nothing connects.
@@ -136,8 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Connects and migrates; waits for a database that is still starting.
-async fn open_store(database: &DatabaseArgs) -> anyhow::Result<Store> {
-    let store = Store::connect(&database.database_url, usize::from(database.db_pool_size))?;
+async fn open_store(database: &DatabaseArgs, keys: &MasterKeyArgs) -> anyhow::Result<Store> {
+    let store = Store::connect(&database.database_url, usize::from(database.db_pool_size))?
+        .with_vault(keys.vault()?);
     let mut delay = Duration::from_millis(200);
     for attempt in 1.. {
         match migrate::migrate(&store).await {

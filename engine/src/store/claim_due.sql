@@ -31,7 +31,9 @@ logged AS (
     ORDER BY id
 )
 SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
-       ep.url, ep.secret, ep.enabled, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
+       ep.url, ep.secret, ep.enabled,
+       CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
+           AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
        ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload, ev.created_at AS event_created_at
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, delivery_reads, endpoints};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
+use crate::secret::SigningSecret;
 
 /// A delivery leased to this worker, with what it takes to send it.
 #[derive(Debug, Clone)]
@@ -21,8 +22,9 @@ pub struct Claimed {
     /// Attempts already spent before the current retry budget (set by redrive).
     pub budget_start: i32,
     pub url: String,
-    /// The endpoint's `whsec_` secret as stored.
-    pub secret: String,
+    /// The secrets to sign with: the current one, and the previous one while a rotation
+    /// overlaps. An error when a stored secret cannot be opened.
+    pub secrets: Result<Vec<SigningSecret>, String>,
     pub endpoint_enabled: bool,
     pub max_attempts: Option<i32>,
     pub retry_base_ms: Option<i64>,
@@ -91,14 +93,22 @@ pub async fn delivery_claim_due(
         .await?;
     rows.iter()
         .map(|r| {
+            let endpoint_id = EndpointId(r.try_get("endpoint_id")?);
+            let current: String = r.try_get("secret")?;
+            let previous: Option<String> = r.try_get("previous_secret")?;
+            let secrets = std::iter::once(current)
+                .chain(previous)
+                .map(|stored| store.open_secret(endpoint_id, &stored))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string());
             Ok(Claimed {
                 id: DeliveryId(r.try_get("id")?),
                 event_id: EventId(r.try_get("event_id")?),
-                endpoint_id: EndpointId(r.try_get("endpoint_id")?),
+                endpoint_id,
                 attempt: r.try_get("attempts")?,
                 budget_start: r.try_get("budget_start")?,
                 url: r.try_get("url")?,
-                secret: r.try_get("secret")?,
+                secrets,
                 endpoint_enabled: r.try_get("enabled")?,
                 max_attempts: r.try_get("max_attempts")?,
                 retry_base_ms: r.try_get("retry_base_ms")?,

@@ -118,16 +118,18 @@ pub async fn endpoint_insert(store: &Store, new: &NewEndpoint) -> Result<Endpoin
             endpoint_columns!()
         ))
         .await?;
+    let id = EndpointId::generate();
+    let sealed = store.seal_secret(id, &new.secret)?;
     let row = client
         .query_one(
             &stmt,
             &[
-                &EndpointId::generate().0,
+                &id.0,
                 &new.app_id.0,
                 &new.url,
                 &new.description,
                 &new.event_types,
-                &new.secret.expose(),
+                &sealed,
                 &json_map(&new.headers),
                 &json_map(&new.metadata),
                 &new.policy.max_attempts,

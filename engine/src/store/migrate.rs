@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_queries.sql",
         sql: include_str!("../../../migrations/0003_queries.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_secret_rotation.sql",
+        sql: include_str!("../../../migrations/0004_secret_rotation.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

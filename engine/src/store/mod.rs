@@ -12,6 +12,7 @@
 //! - [`delivery_reads`]: reads of deliveries, their history and an endpoint's figures.
 //! - [`events`]: reads of events.
 //! - [`check`]: folding the log and comparing it with the projection.
+//! - [`secrets`]: rotating endpoint secrets and resealing them under a new master key.
 
 pub mod apps;
 pub mod check;
@@ -21,11 +22,16 @@ pub mod endpoints;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod secrets;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+
+use crate::ids::EndpointId;
+use crate::secret::SigningSecret;
+use crate::vault::Vault;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +49,12 @@ pub enum StoreError {
     /// `DATABASE_URL` could not be parsed.
     #[error("invalid database URL: {0}")]
     BadUrl(String),
+    /// A secret must be sealed or opened, and no master key is configured.
+    #[error("no master key is configured (HOOKD_MASTER_KEY)")]
+    NoMasterKey,
+    /// A stored secret does not open with the configured master keys.
+    #[error("a stored secret cannot be opened: {0}")]
+    Sealed(#[from] crate::vault::VaultError),
 }
 
 impl StoreError {
@@ -91,6 +103,9 @@ impl From<crate::delivery::UnknownValue> for StoreError {
 pub struct Store {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// Seals endpoint secrets on the way in and opens them on the way out; only the store sees
+    /// them sealed.
+    vault: Option<Vault>,
 }
 
 impl Store {
@@ -121,7 +136,49 @@ impl Store {
             .recycle_timeout(Some(wait))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { pool, config })
+        Ok(Self {
+            pool,
+            config,
+            vault: None,
+        })
+    }
+
+    /// The master keys that seal and open endpoint secrets.
+    pub fn with_vault(mut self, vault: Vault) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    fn vault(&self) -> Result<&Vault, StoreError> {
+        self.vault.as_ref().ok_or(StoreError::NoMasterKey)
+    }
+
+    /// Seals an endpoint's signing secret for its row.
+    pub(crate) fn seal_secret(
+        &self,
+        endpoint_id: EndpointId,
+        secret: &SigningSecret,
+    ) -> Result<String, StoreError> {
+        Ok(self
+            .vault()?
+            .seal(secret.expose().as_bytes(), endpoint_id.0.as_bytes()))
+    }
+
+    /// Opens a stored signing secret. Rows written before secrets were sealed hold the plain
+    /// `whsec_` text; they open as they are until `hookd secrets reseal` seals them.
+    pub(crate) fn open_secret(
+        &self,
+        endpoint_id: EndpointId,
+        stored: &str,
+    ) -> Result<SigningSecret, StoreError> {
+        let text = if stored.starts_with(crate::secret::SIGNING_SECRET_PREFIX) {
+            stored.to_owned()
+        } else {
+            let bytes = self.vault()?.open(stored, endpoint_id.0.as_bytes())?;
+            String::from_utf8(bytes)
+                .map_err(|_| StoreError::Corrupt("secret is not text".into()))?
+        };
+        SigningSecret::parse(&text).map_err(|e| StoreError::Corrupt(format!("secret: {e}")))
     }
 
     /// A pooled connection.

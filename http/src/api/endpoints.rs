@@ -8,7 +8,7 @@ use hookd_engine::custom_headers;
 use hookd_engine::endpoint_url::check_endpoint_url;
 use hookd_engine::ids::EndpointId;
 use hookd_engine::secret::SigningSecret;
-use hookd_engine::store::{deliveries, delivery_reads, endpoints as store};
+use hookd_engine::store::{deliveries, delivery_reads, endpoints as store, secrets};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::{Example, MaybeUndefined};
@@ -159,6 +159,21 @@ pub struct EndpointStatsOut {
 pub struct Recover {
     /// Redrive the dead letters created at or after this time.
     pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new `whsec_` secret; generated when omitted.
+    pub secret: Option<Text>,
+}
+
+#[derive(Debug, Object)]
+pub struct SecretRotated {
+    /// The new signing secret. Shown once.
+    pub secret: String,
+    /// Until then webhooks carry a signature by the previous secret too.
+    pub previous_valid_until: DateTime<Utc>,
 }
 
 #[derive(ApiResponse)]
@@ -394,6 +409,38 @@ impl EndpointsApi {
         id: Path<String>,
     ) -> ApiResult<Json<EndpointOut>> {
         self.set_enabled(auth, id, false).await
+    }
+
+    /// Rotate an endpoint's signing secret
+    ///
+    /// The new secret signs from now on; the previous one keeps signing beside it for 24 hours
+    /// (two space-separated `v1,` signatures), so receivers can roll over without dropping a
+    /// delivery. Send `{}` to have a secret generated. Returns the new secret, once.
+    #[oai(
+        path = "/v1/endpoints/:id/secret/rotate",
+        method = "post",
+        tag = "Tag::Endpoints"
+    )]
+    async fn rotate_secret(
+        &self,
+        auth: AppKey,
+        id: Path<String>,
+        body: Json<RotateSecret>,
+    ) -> ApiResult<Json<SecretRotated>> {
+        let app_id = self.0.app_of(&auth).await?;
+        let id = parse_id(EndpointId::parse, &id)?;
+        let secret = match body.0.secret {
+            Some(text) => SigningSecret::parse(&text)
+                .map_err(|e| ApiError::invalid(format!("secret: {e}")))?,
+            None => SigningSecret::generate(),
+        };
+        let until = secrets::endpoint_rotate_secret(&self.0.store, app_id, id, &secret)
+            .await?
+            .ok_or_else(|| ApiError::not_found("endpoint"))?;
+        Ok(Json(SecretRotated {
+            secret: secret.expose(),
+            previous_valid_until: until,
+        }))
     }
 
     /// Endpoint statistics

@@ -54,10 +54,20 @@ impl TestDb {
 
     /// Runs `hookd <args>` against this database to completion.
     pub async fn hookd_command(&self, args: &[&str]) -> std::process::Output {
+        self.hookd_command_with(args, &[]).await
+    }
+
+    /// Runs `hookd <args>` with extra environment variables.
+    pub async fn hookd_command_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_hookd"))
             .args(args)
             .env("DATABASE_URL", &self.url)
             .env("HOOKD_LOG", "warn")
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap()
@@ -65,6 +75,9 @@ impl TestDb {
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The master key test processes seal endpoint secrets with (base64 of 32 bytes).
+pub const MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
 
 /// Settings that make a test run fast: millisecond retries, private targets allowed.
 pub fn fast_env() -> Vec<(&'static str, String)> {
@@ -77,6 +90,7 @@ pub fn fast_env() -> Vec<(&'static str, String)> {
         ("HOOKD_LEASE_MARGIN_MS", "1000".into()),
         ("HOOKD_SHUTDOWN_GRACE_MS", "2000".into()),
         ("HOOKD_DB_POOL_SIZE", "8".into()),
+        ("HOOKD_MASTER_KEY", MASTER_KEY.into()),
     ]
 }
 
@@ -387,4 +401,42 @@ async fn receive(req: &Request, body: String, state: poem::web::Data<&ReceiverSt
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap())
         .body(format!("answered {status}"))
+}
+
+/// Verifies a webhook with the Standard Webhooks reference library for Python, an
+/// implementation independent of hookd's.
+pub async fn verify_independently(secret: &str, received: &Received) {
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+case = json.load(sys.stdin)
+Webhook(case["secret"]).verify(case["body"], case["headers"])
+print("verified")
+"#;
+    let case = json!({
+        "secret": secret,
+        "body": received.body,
+        "headers": {
+            "webhook-id": received.headers["webhook-id"],
+            "webhook-timestamp": received.headers["webhook-timestamp"],
+            "webhook-signature": received.headers["webhook-signature"],
+        },
+    });
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(case.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("verified"),
+        "independent verification failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

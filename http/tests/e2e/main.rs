@@ -11,5 +11,6 @@ mod openapi;
 mod operations;
 mod projection;
 mod resources;
+mod secrets;
 mod security;
 mod wakeup;

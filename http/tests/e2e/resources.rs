@@ -157,6 +157,7 @@ async fn one_app_cannot_reach_another_apps_resources() {
         .await;
     let accepted = api.publish(&key_b, "x", json!({})).await;
     let delivery_b = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let event_b = accepted["id"].as_str().unwrap().to_owned();
     receiver.next().await;
     api.wait_for_state(&key_b, &delivery_b, "succeeded").await;
     let (_, keys_b) = api.call(Method::GET, "/v1/api-keys", &key_b, None).await;
@@ -192,6 +193,27 @@ async fn one_app_cannot_reach_another_apps_resources() {
             None,
         ),
         (Method::DELETE, format!("/v1/api-keys/{key_id_b}"), None),
+        (
+            Method::GET,
+            format!("/v1/endpoints/{endpoint_b}/stats"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/endpoints/{endpoint_b}/recover"),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/endpoints/{endpoint_b}/secret/rotate"),
+            Some(json!({})),
+        ),
+        (Method::GET, format!("/v1/events/{event_b}"), None),
+        (
+            Method::POST,
+            format!("/v1/deliveries/{delivery_b}/cancel"),
+            None,
+        ),
     ];
     for (method, path, body) in routes {
         let (status, problem) = api.call(method.clone(), &path, &key_a, body).await;
@@ -211,8 +233,14 @@ async fn one_app_cannot_reach_another_apps_resources() {
         )
         .await;
     assert_eq!((status, endpoint["enabled"].as_bool()), (200, Some(true)));
-    let (_, list_a) = api.call(Method::GET, "/v1/endpoints", &key_a, None).await;
-    assert!(list_a["data"].as_array().unwrap().is_empty());
+    for list in ["/v1/endpoints", "/v1/events", "/v1/deliveries"] {
+        let (_, list_a) = api.call(Method::GET, list, &key_a, None).await;
+        assert!(
+            list_a["data"].as_array().unwrap().is_empty(),
+            "{list}: {list_a}"
+        );
+    }
+
     // Admin token on app routes and app keys on admin routes are refused.
     let (status, _) = api
         .call(Method::GET, "/v1/endpoints", ADMIN_TOKEN, None)

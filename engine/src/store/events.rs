@@ -26,6 +26,13 @@ pub struct EventFilter {
     pub before: Option<DateTime<Utc>>,
 }
 
+/// The columns every event read returns, in [`event_from_row`]'s terms.
+macro_rules! event_columns {
+    () => {
+        "id, event_type, payload::text AS payload, created_at"
+    };
+}
+
 fn event_from_row(r: &tokio_postgres::Row) -> Result<Event, StoreError> {
     Ok(Event {
         id: EventId(r.try_get("id")?),
@@ -43,10 +50,11 @@ pub async fn event_get(
 ) -> Result<Option<Event>, StoreError> {
     let client = store.client().await?;
     let stmt = client
-        .prepare_cached(
-            "SELECT id, event_type, payload::text AS payload, created_at
-             FROM events WHERE id = $1 AND app_id = $2",
-        )
+        .prepare_cached(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id = $1 AND app_id = $2"
+        ))
         .await?;
     client
         .query_opt(&stmt, &[&id.0, &app_id.0])
@@ -66,16 +74,17 @@ pub async fn events_list(
 ) -> Result<Vec<Event>, StoreError> {
     let client = store.client().await?;
     let stmt = client
-        .prepare_cached(
-            "SELECT id, event_type, payload::text AS payload, created_at
-             FROM events
+        .prepare_cached(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events
              WHERE app_id = $1
                AND ($2::text IS NULL OR event_type = $2)
                AND ($3::timestamptz IS NULL OR id >= hookd_uuid_v7_floor($3))
                AND ($4::timestamptz IS NULL OR id < hookd_uuid_v7_floor($4))
                AND ($5::uuid IS NULL OR id < $5)
-             ORDER BY id DESC LIMIT $6",
-        )
+             ORDER BY id DESC LIMIT $6"
+        ))
         .await?;
     let rows = client
         .query(

@@ -3,6 +3,7 @@
 //! [`problem`].
 
 mod api;
+mod body_errors;
 mod config;
 mod problem;
 mod text;
@@ -212,11 +213,14 @@ async fn serve_api(
         admin_token: args.admin_token.clone(),
         allow_private_targets,
     }));
+    let schemas = Arc::new(body_errors::RequestSchemas::from_spec(&service.spec()));
     let app = Route::new()
         .nest("/openapi.json", service.spec_endpoint())
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
-        .around(move |endpoint, request| limit_body(endpoint, request, max_body_bytes))
+        .around(move |endpoint, request| {
+            guard_body(endpoint, request, max_body_bytes, schemas.clone())
+        })
         .catch_all_error(problem::problem_response);
     let acceptor = TcpListener::bind(args.listen)
         .into_acceptor()
@@ -240,12 +244,14 @@ async fn serve_api(
         .context("the API server failed")
 }
 
-/// Refuses bodies over the limit with 413, whether they announce their length or are chunked.
-/// (poem's own `SizeLimit` also demands a `Content-Length` on requests that have no body.)
-async fn limit_body<E: Endpoint>(
-    endpoint: std::sync::Arc<E>,
+/// Refuses bodies over the limit with 413, whether they announce their length or are chunked
+/// (poem's own `SizeLimit` also demands a `Content-Length` on requests that have no body), and
+/// names the field at fault when the API refuses a JSON body's shape.
+async fn guard_body<E: Endpoint>(
+    endpoint: Arc<E>,
     mut request: Request,
     limit: usize,
+    schemas: Arc<body_errors::RequestSchemas>,
 ) -> poem::Result<Response> {
     let announced = request
         .headers()
@@ -257,11 +263,25 @@ async fn limit_body<E: Endpoint>(
             poem::http::StatusCode::PAYLOAD_TOO_LARGE,
         ));
     }
-    if announced.is_none() {
-        let bytes = request.take_body().into_bytes_limit(limit).await?;
-        request.set_body(bytes);
+    let body = request.take_body().into_bytes_limit(limit).await?;
+    request.set_body(body.clone());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match endpoint.call(request).await {
+        Ok(response) => Ok(response.into_response()),
+        Err(e)
+            if e.status() == poem::http::StatusCode::BAD_REQUEST
+                && e.to_string().starts_with("parse request payload error") =>
+        {
+            match schemas.explain(&method, &path, &body) {
+                Some(detail) => Err(poem::Error::from_response(
+                    problem::ApiError::invalid(detail).into_response(),
+                )),
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
     }
-    Ok(endpoint.call(request).await?.into_response())
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -115,7 +115,7 @@ async fn dead_letters_then_redrive_delivers() {
     receiver.next().await;
     receiver.next().await;
 
-    // Redriving what is already pending or in flight is refused; a dead delivery is redriven.
+    // A dead delivery is redriven (what cannot be redriven is refused: see the cancel test).
     receiver.set_behavior(Arc::new(|_| (200, Duration::ZERO)));
     let (status, body) = api
         .call(
@@ -308,6 +308,37 @@ async fn bad_requests_get_problem_details_never_a_500() {
                 .starts_with("urn:hookd:problem:")
         );
         assert!(!problem["detail"].as_str().unwrap().is_empty());
+    }
+    // A body of the wrong shape is refused with the field at fault named.
+    let named = [
+        (
+            "/v1/events",
+            json!({"type": 7, "payload": {}}),
+            "type: expected a string",
+        ),
+        (
+            "/v1/events/batch",
+            json!({"events": [{"type": "a", "payload": {}}, {"type": true, "payload": {}}]}),
+            "events[1].type: expected a string, found a boolean",
+        ),
+        (
+            "/v1/endpoints",
+            json!({"url": "https://example.com/", "metadata": {"team": 1}}),
+            "metadata.team: expected a string, found a number",
+        ),
+        (
+            "/v1/endpoints",
+            json!({"url": "https://example.com/", "timeout_ms": "fast"}),
+            "timeout_ms: expected an integer, found a string",
+        ),
+    ];
+    for (path, body, detail) in named {
+        let (status, problem) = api.call(Method::POST, path, &key, Some(body)).await;
+        assert_eq!(status, 400, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().starts_with(detail),
+            "{path}: {problem}"
+        );
     }
     let (status, spec) = api.call(Method::GET, "/openapi.json", "", None).await;
     assert_eq!(status, 200);

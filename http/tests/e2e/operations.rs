@@ -145,6 +145,13 @@ async fn cancel_bulk_redrive_and_recover_bring_dead_letters_home() {
         (status, problem["type"].as_str()),
         (409, Some("urn:hookd:problem:not-cancellable"))
     );
+    // Only dead-lettered or delivered deliveries can be redriven.
+    let redrive = format!("/v1/deliveries/{waiting}/redrive");
+    let (status, problem) = api.call(Method::POST, &redrive, &key, None).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("urn:hookd:problem:not-redrivable"))
+    );
 
     // The receiver recovers; bulk redrive by endpoint brings all three home, and is idempotent.
     failing.set_behavior(Arc::new(|_| (200, Duration::ZERO)));

@@ -287,9 +287,33 @@ async fn revoked_keys_and_deleted_apps_fail_on_their_next_request() {
     let (status, _) = api.call(Method::GET, "/v1/endpoints", &key, None).await;
     assert_eq!(status, 200, "the other key still works");
 
-    // The admin sees the app, deletes it, and its keys die with it.
+    // The admin sees the app and can hand it a new key, e.g. when it lost its own.
     let (_, apps) = api.call(Method::GET, "/v1/apps", ADMIN_TOKEN, None).await;
     let app_id = apps["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, issued) = api
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{app_id}/api-keys"),
+            ADMIN_TOKEN,
+            Some(json!({"name": "recovery"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let recovery = issued["api_key"].as_str().unwrap().to_owned();
+    let (status, _) = api
+        .call(Method::GET, "/v1/endpoints", &recovery, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/apps/app_0123456789abcdef0123456789abcdef/api-keys",
+            ADMIN_TOKEN,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Deleting the app kills every key it has.
     let (status, _) = api
         .call(
             Method::DELETE,
@@ -299,11 +323,22 @@ async fn revoked_keys_and_deleted_apps_fail_on_their_next_request() {
         )
         .await;
     assert_eq!(status, 204);
-    let (status, _) = api.call(Method::GET, "/v1/endpoints", &key, None).await;
-    assert_eq!(status, 401);
+    for dead_key in [&key, &recovery] {
+        let (status, _) = api.call(Method::GET, "/v1/endpoints", dead_key, None).await;
+        assert_eq!(status, 401);
+    }
     let (status, _) = api
         .call(
             Method::GET,
+            &format!("/v1/apps/{app_id}"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .call(
+            Method::DELETE,
             &format!("/v1/apps/{app_id}"),
             ADMIN_TOKEN,
             None,

@@ -47,6 +47,17 @@ async fn a_rotated_secret_and_its_predecessor_both_sign_for_a_day() {
     let overlap = until - chrono::Utc::now();
     assert!(overlap > chrono::TimeDelta::hours(23) && overlap <= chrono::TimeDelta::hours(24));
 
+    let (status, problem) = api
+        .call(
+            Method::POST,
+            &format!("/v1/endpoints/{endpoint}/secret/rotate"),
+            &key,
+            Some(json!({"secret": "not-a-secret"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(problem["detail"].as_str().unwrap().starts_with("secret:"));
+
     api.publish(&key, "x", json!({"after": "rotation"})).await;
     let got = receiver.next().await;
     assert_eq!(got.headers["webhook-signature"].split(' ').count(), 2);

@@ -54,11 +54,19 @@ pub struct AppList {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateApiKey {
     /// A name for people, e.g. where the key is used.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Option<Text>,
+}
+
+impl Example for CreateApiKey {
+    fn example() -> Self {
+        Self {
+            name: Some(Text("billing-service".into())),
+        }
+    }
 }
 
 #[derive(Debug, Object)]

@@ -8,6 +8,7 @@ use hookd_engine::ids::{DeliveryId, EndpointId, EventId};
 use hookd_engine::store::{deliveries as store, delivery_reads as reads};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
@@ -179,7 +180,7 @@ pub struct DeliveryList {
 
 /// Which dead letters to redrive; every field narrows the selection.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct BulkRedrive {
     pub endpoint_id: Option<Text>,
     #[oai(validator(min_length = 1, max_length = 256))]
@@ -188,6 +189,17 @@ pub struct BulkRedrive {
     pub after: Option<DateTime<Utc>>,
     /// Deliveries created before this time.
     pub before: Option<DateTime<Utc>>,
+}
+
+impl Example for BulkRedrive {
+    fn example() -> Self {
+        Self {
+            endpoint_id: Some(Text("ep_0193a0a1b2c37d8e9f0a1b2c3d4e5f60".into())),
+            event_type: Some(Text("order.paid".into())),
+            after: None,
+            before: None,
+        }
+    }
 }
 
 #[derive(Debug, Object)]

@@ -75,7 +75,7 @@ impl Example for CreateEndpoint {
 
 /// A partial update: omitted fields stay; `null` resets a nullable field to its default.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct UpdateEndpoint {
     #[oai(validator(max_length = 2048))]
     pub url: Option<Text>,
@@ -96,6 +96,22 @@ pub struct UpdateEndpoint {
     pub retry_cap_ms: MaybeUndefined<i64>,
     #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
     pub timeout_ms: MaybeUndefined<i64>,
+}
+
+impl Example for UpdateEndpoint {
+    fn example() -> Self {
+        Self {
+            url: None,
+            event_types: MaybeUndefined::Null,
+            description: Some(Text("every event, for the data warehouse".into())),
+            headers: None,
+            metadata: None,
+            max_attempts: MaybeUndefined::Value(5),
+            retry_base_ms: MaybeUndefined::Undefined,
+            retry_cap_ms: MaybeUndefined::Undefined,
+            timeout_ms: MaybeUndefined::Undefined,
+        }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -155,17 +171,33 @@ pub struct EndpointStatsOut {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct Recover {
     /// Redrive the dead letters created at or after this time.
     pub since: DateTime<Utc>,
 }
 
+impl Example for Recover {
+    fn example() -> Self {
+        Self {
+            since: chrono::DateTime::parse_from_rfc3339("2026-01-31T08:00:00Z")
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct RotateSecret {
     /// The new `whsec_` secret; generated when omitted.
     pub secret: Option<Text>,
+}
+
+impl Example for RotateSecret {
+    fn example() -> Self {
+        Self { secret: None }
+    }
 }
 
 #[derive(Debug, Object)]

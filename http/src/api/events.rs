@@ -45,11 +45,28 @@ pub struct BatchEvent {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PublishBatch {
     /// 1 to 1,000 events, committed together or not at all.
     #[oai(validator(min_items = 1, max_items = 1000))]
     pub events: Vec<BatchEvent>,
+}
+
+impl Example for PublishBatch {
+    fn example() -> Self {
+        let event = |order: &str, key: &str| BatchEvent {
+            event_type: Text("order.paid".into()),
+            payload: serde_json::json!({"order_id": order}),
+            endpoint_ids: None,
+            idempotency_key: Some(Text(key.into())),
+        };
+        Self {
+            events: vec![
+                event("ord_1042", "ord_1042-paid"),
+                event("ord_1043", "ord_1043-paid"),
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Object)]

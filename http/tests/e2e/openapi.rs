@@ -30,6 +30,15 @@ async fn the_committed_spec_matches_what_the_server_serves() {
                     "{method} {path} documents no problem response"
                 );
             }
+            // Every request body comes with an example.
+            if let Some(content) = operation["requestBody"]["content"].as_object() {
+                for media in content.values() {
+                    let reference = media["schema"]["$ref"].as_str().unwrap();
+                    let name = reference.rsplit('/').next().unwrap();
+                    let schema = &served["components"]["schemas"][name];
+                    assert!(schema["example"].is_object(), "{method} {path}: no example");
+                }
+            }
         }
     }
 }

@@ -24,6 +24,7 @@ fn admin_url() -> String {
 }
 
 /// A database of its own, cloned from the migrated template.
+#[derive(Clone)]
 pub struct TestDb {
     pub url: String,
 }

@@ -10,6 +10,7 @@ mod idempotency;
 mod openapi;
 mod operations;
 mod projection;
+mod reliability;
 mod resources;
 mod secrets;
 mod security;

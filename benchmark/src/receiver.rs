@@ -168,6 +168,17 @@ impl Record {
 pub struct Receiver {
     pub addr: SocketAddr,
     pub record: Arc<Mutex<Record>>,
+    mix: Arc<Mutex<Mix>>,
+}
+
+impl Receiver {
+    /// Changes how the receiver behaves from the next request on (an outage ends, say).
+    pub fn set_mix(&self, mix: Mix) {
+        *self
+            .mix
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = mix;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +187,7 @@ struct Dropped;
 
 struct State {
     config: ReceiverConfig,
+    mix: Arc<Mutex<Mix>>,
     record: Arc<Mutex<Record>>,
 }
 
@@ -184,8 +196,10 @@ pub async fn start(listen: SocketAddr, config: ReceiverConfig) -> std::io::Resul
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let record = Arc::new(Mutex::new(Record::default()));
+    let mix = Arc::new(Mutex::new(config.mix.clone()));
     let state = Arc::new(State {
         config,
+        mix: mix.clone(),
         record: record.clone(),
     });
     tokio::spawn(async move {
@@ -202,7 +216,7 @@ pub async fn start(listen: SocketAddr, config: ReceiverConfig) -> std::io::Resul
             });
         }
     });
-    Ok(Receiver { addr, record })
+    Ok(Receiver { addr, record, mix })
 }
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -254,7 +268,11 @@ async fn handle(
             signatures.split(' ').any(|s| s == expected)
         })
     });
-    let behavior = state.config.mix.draw(rand::rng().random());
+    let behavior = state
+        .mix
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .draw(rand::rng().random());
     {
         let mut record = lock(&state.record);
         record.requests += 1;

@@ -441,3 +441,79 @@ print("verified")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A PostgreSQL cluster of a test's own, for scenarios that stop and restart the server. Started
+/// with the project's own scripts/pg.sh, on a free loopback port, data under target/.
+pub struct PgCluster {
+    data: String,
+    port: u16,
+}
+
+impl PgCluster {
+    fn pg_sh(&self, script: &str) {
+        let status = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "source {}/../scripts/pg.sh; {script}",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+                "pg",
+                &self.data,
+                &self.port.to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script} failed");
+    }
+
+    /// Starts a fresh cluster with a `hookd` database (hookd migrates it on start).
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = format!(
+            "{}/../target/test-clusters/{}",
+            env!("CARGO_MANIFEST_DIR"),
+            uuid::Uuid::new_v4().simple()
+        );
+        let cluster = Self { data, port };
+        cluster.pg_sh(
+            r#"pg_start "$1" "$2" fsync=off && pg_psql "$2" postgres "CREATE DATABASE hookd""#,
+        );
+        cluster
+    }
+
+    pub fn db(&self) -> TestDb {
+        TestDb {
+            url: format!("postgres://postgres@127.0.0.1:{}/hookd", self.port),
+        }
+    }
+
+    /// Fast shutdown: connections are cut, in-progress transactions roll back.
+    pub fn stop(&self) {
+        self.pg_sh(r#"pg_stop "$1""#);
+    }
+
+    pub fn resume(&self) {
+        self.pg_sh(r#"pg_start "$1" "$2" fsync=off"#);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "source {}/../scripts/pg.sh; pg_stop \"$1\"; rm -rf \"$1\"",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+                "pg",
+                &self.data,
+            ])
+            .status();
+    }
+}

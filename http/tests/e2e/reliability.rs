@@ -440,3 +440,99 @@ async fn a_secret_rotated_mid_run_still_verifies_every_delivery() {
     assert_projection_consistent(&db).await;
     verdict.record();
 }
+
+#[tokio::test]
+async fn postgres_restarted_twice_loses_no_accepted_event() {
+    let cluster = PgCluster::start().await;
+    let db = cluster.db();
+    let api_process = Hookd::start(&db, "api", &[]).await;
+    let _worker = Hookd::start(&db, "worker", &NO_SPURIOUS_TIMEOUTS).await;
+    let api = Client::new(&api_process);
+    let key = api.create_app().await;
+    let secret = SigningSecret::generate();
+    let receiver = chaotic_receiver(&secret, "ok=90,error=10").await;
+    api.create_endpoint(
+        &key,
+        json!({"url": format!("http://{}/hook", receiver.addr), "secret": secret.expose()}),
+    )
+    .await;
+
+    // A producer that keeps publishing; an event answered 202 must arrive, an answer other than
+    // 202 or 503 (or no answer within 10 s) fails the test.
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let unavailable = Arc::new(AtomicU64::new(0));
+    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let producer = {
+        let (api, key) = (api.clone(), key.clone());
+        let (accepted, unavailable, publishing) =
+            (accepted.clone(), unavailable.clone(), publishing.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while publishing.load(Ordering::Relaxed) {
+                i += 1;
+                let call = api.call(
+                    Method::POST,
+                    "/v1/events",
+                    &key,
+                    Some(json!({"type": "pg", "payload": {"i": i}})),
+                );
+                let (status, body) = tokio::time::timeout(Duration::from_secs(10), call)
+                    .await
+                    .expect("the API hung while the database was away");
+                match status {
+                    202 => accepted
+                        .lock()
+                        .await
+                        .push(body["id"].as_str().unwrap().to_owned()),
+                    503 => {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => panic!("publish answered {other}: {body}"),
+                }
+            }
+        })
+    };
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cluster.stop();
+        // While the database is away the API says so at once.
+        let (status, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            api.call(
+                Method::POST,
+                "/v1/events",
+                &key,
+                Some(json!({"type": "pg", "payload": {}})),
+            ),
+        )
+        .await
+        .expect("the API hung while the database was away");
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        cluster.resume();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    publishing.store(false, Ordering::Relaxed);
+    producer.await.unwrap();
+
+    let published = accepted.lock().await.clone();
+    assert!(
+        published.len() > 10,
+        "too few events were published: {}",
+        published.len()
+    );
+    wait_for_all(&receiver, &published, Duration::from_secs(120)).await;
+    let verdict = verdict_from(
+        "PostgreSQL restarted twice",
+        format!(
+            "2 fast shutdowns of PostgreSQL, 1 s each, while publishing ({} publishes answered 503); receiver: 10% errors",
+            unavailable.load(Ordering::Relaxed) + 2
+        ),
+        &receiver,
+        &published,
+    );
+    assert_eq!(verdict.lost, 0);
+    assert_projection_consistent(&db).await;
+    verdict.record();
+}

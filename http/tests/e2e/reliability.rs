@@ -536,3 +536,148 @@ async fn postgres_restarted_twice_loses_no_accepted_event() {
     assert_projection_consistent(&db).await;
     verdict.record();
 }
+
+#[tokio::test]
+async fn fifty_concurrent_publishes_with_one_key_deliver_one_event_once() {
+    let db = TestDb::create().await;
+    let hookd = Hookd::start(&db, "serve", &NO_SPURIOUS_TIMEOUTS).await;
+    let api = Client::new(&hookd);
+    let key = api.create_app().await;
+    let secret = SigningSecret::generate();
+    let receiver = chaotic_receiver(&secret, "ok=1").await;
+    api.create_endpoint(
+        &key,
+        json!({"url": format!("http://{}/hook", receiver.addr), "secret": secret.expose()}),
+    )
+    .await;
+    let requests = (0..50).map(|_| {
+        api.http
+            .post(format!("{}/v1/events", api.base))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .header("Idempotency-Key", "the-one")
+            .body(json!({"type": "race", "payload": {"n": 1}}).to_string())
+            .send()
+    });
+    let mut ids = std::collections::HashSet::new();
+    for response in futures_util::future::join_all(requests).await {
+        let response = response.unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "every answer names the same event");
+    let published: Vec<String> = ids.into_iter().collect();
+    wait_for_all(&receiver, &published, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.record.lock().unwrap().accepted_total(), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 1);
+    assert_projection_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn endpoints_disabled_or_deleted_mid_flight_leave_no_delivery_behind() {
+    let db = TestDb::create().await;
+    let mut env = NO_SPURIOUS_TIMEOUTS.to_vec();
+    env.push(("HOOKD_WORKER_CONCURRENCY", "8"));
+    let hookd = Hookd::start(&db, "serve", &env).await;
+    let api = Client::new(&hookd);
+    let key = api.create_app().await;
+    let secret = SigningSecret::generate();
+    // Slow answers keep deliveries waiting and in flight when the endpoints change under them.
+    let receiver = receiver::start(
+        "127.0.0.1:0".parse().unwrap(),
+        ReceiverConfig {
+            secrets: vec![secret.clone()],
+            mix: Mix::parse("slow=8,error=2").unwrap(),
+            slow: Duration::from_millis(300),
+            hang: Duration::ZERO,
+            retry_after_secs: 0,
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/hook", receiver.addr);
+    let (to_disable, _) = api
+        .create_endpoint(
+            &key,
+            json!({"url": url, "secret": secret.expose(), "event_types": ["d"]}),
+        )
+        .await;
+    let (to_delete, _) = api
+        .create_endpoint(
+            &key,
+            json!({"url": url, "secret": secret.expose(), "event_types": ["x"]}),
+        )
+        .await;
+    let mut published = Vec::new();
+    for event_type in ["d", "x"] {
+        for _ in 0..100 {
+            published.push(api.publish(&key, event_type, json!({})).await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/endpoints/{to_disable}/disable"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/endpoints/{to_delete}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    // Everything settles into a final state: delivered, or dead-lettered or cancelled with the
+    // reason recorded. Nothing is left waiting and nothing vanishes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(
+        &db,
+        "SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')",
+    )
+    .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "deliveries never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted: std::collections::HashSet<String> = receiver
+        .record
+        .lock()
+        .unwrap()
+        .accepted
+        .keys()
+        .cloned()
+        .collect();
+    for event in &published {
+        let id = event["deliveries"][0]["id"].as_str().unwrap();
+        let delivery = api.delivery(&key, id).await;
+        let arrived = accepted.contains(event["id"].as_str().unwrap());
+        match delivery["state"].as_str().unwrap() {
+            "succeeded" => assert!(arrived, "succeeded but never arrived: {delivery}"),
+            "dead" | "cancelled" => assert!(
+                delivery["last_error"].is_string(),
+                "final without a reason: {delivery}"
+            ),
+            other => panic!("unexpected state {other}: {delivery}"),
+        }
+    }
+    let stopped = count(
+        &db,
+        "SELECT count(*) FROM deliveries WHERE state IN ('dead', 'cancelled')",
+    )
+    .await;
+    assert!(
+        stopped > 0,
+        "the changes should have stopped some deliveries"
+    );
+    assert_projection_consistent(&db).await;
+}

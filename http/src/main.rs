@@ -106,13 +106,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets {
             command: SecretsCommand::Reseal { database, keys },
         } => {
-            let store = Store::connect(&database.database_url, 1)?.with_vault(keys.vault()?);
+            let vault = keys.vault()?;
+            let key_id = vault.current_key_id().to_owned();
+            let store = Store::connect(&database.database_url, 1)?.with_vault(vault);
             let report = secrets::secrets_reseal(&store).await?;
             println!(
-                "resealed the secrets of {} of {} endpoints with master key {}",
-                report.resealed,
-                report.endpoints,
-                keys.vault()?.current_key_id()
+                "resealed the secrets of {} of {} endpoints with master key {key_id}",
+                report.resealed, report.endpoints
             );
         }
         Command::Openapi => {
@@ -269,10 +269,7 @@ async fn guard_body<E: Endpoint>(
     let path = request.uri().path().to_owned();
     match endpoint.call(request).await {
         Ok(response) => Ok(response.into_response()),
-        Err(e)
-            if e.status() == poem::http::StatusCode::BAD_REQUEST
-                && e.to_string().starts_with("parse request payload error") =>
-        {
+        Err(e) if e.is::<poem_openapi::error::ParseRequestPayloadError>() => {
             match schemas.explain(&method, &path, &body) {
                 Some(detail) => Err(poem::Error::from_response(
                     problem::ApiError::invalid(detail).into_response(),

@@ -46,6 +46,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
         || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64, embeds IPv4
         || first == 0x2002 // 6to4, embeds IPv4
+        || first == 0x2001 && ip.segments()[1] == 0 // Teredo, tunnels to an embedded IPv4
         || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]; // IPv4-compatible (deprecated)
     !refused
 }
@@ -86,6 +87,18 @@ mod tests {
             ("::ffff:93.184.216.34", true),
             ("64:ff9b::a9fe:a9fe", false),
             ("fd00:ec2::254", false),
+            ("0.1.2.3", false),
+            ("192.0.0.8", false),
+            ("192.0.2.1", false),
+            ("198.18.0.1", false),
+            ("198.51.100.7", false),
+            ("203.0.113.9", false),
+            ("240.0.0.1", false),
+            ("2001:db8::1", false),
+            ("2001::5efe:7f00:1", false),
+            ("2002:7f00:1::1", false),
+            ("::127.0.0.1", false),
+            ("fec0::1", false),
         ];
         for (text, expected) in table {
             let ip: IpAddr = text.parse().unwrap();

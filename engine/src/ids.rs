@@ -17,6 +17,15 @@ pub struct IdParseError {
     pub input: String,
 }
 
+/// What every kind of id shares, for code that handles them alike (the API's id types).
+pub trait PrefixedId: Copy + fmt::Display + Send + Sync + 'static {
+    /// What comes before the `_`: `app`, `ep`, …
+    const PREFIX: &'static str;
+    /// How error messages name the kind: `app`, `endpoint`, …
+    const KIND: &'static str;
+    fn parse(input: &str) -> Result<Self, IdParseError>;
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
@@ -24,8 +33,6 @@ macro_rules! prefixed_id {
         pub struct $name(pub Uuid);
 
         impl $name {
-            pub const PREFIX: &'static str = $prefix;
-
             /// A new time-ordered id.
             pub fn generate() -> Self {
                 Self(Uuid::now_v7())
@@ -54,6 +61,14 @@ macro_rules! prefixed_id {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl PrefixedId for $name {
+            const PREFIX: &'static str = $prefix;
+            const KIND: &'static str = $kind;
+            fn parse(input: &str) -> Result<Self, IdParseError> {
+                $name::parse(input)
             }
         }
 

@@ -5,7 +5,8 @@
 //! refuses one, [`RequestSchemas::explain`] walks the body against the operation's request schema
 //! in the served OpenAPI document and names the first field that does not fit:
 //! `events[3].type: expected a string, found a number`. It only rewords a refusal; what is
-//! accepted or refused stays poem-openapi's decision.
+//! accepted or refused stays poem-openapi's decision. The same route table answers which
+//! methods a path takes, for the `Allow` header of a 405.
 
 use poem::http::Method;
 use serde_json::Value;
@@ -19,11 +20,11 @@ enum Segment {
     Param,
 }
 
-/// The request body schema of every operation, from the OpenAPI document.
+/// Every operation of the OpenAPI document with its request body schema, if it takes a body.
 #[derive(Debug)]
 pub struct RequestSchemas {
     spec: Value,
-    routes: Vec<(Method, Vec<Segment>, Value)>,
+    routes: Vec<(Method, Vec<Segment>, Option<Value>)>,
 }
 
 impl RequestSchemas {
@@ -51,9 +52,7 @@ impl RequestSchemas {
                     .as_object()
                     .and_then(|c| c.values().next())
                     .map(|media| media["schema"].clone());
-                if let Some(schema) = schema {
-                    routes.push((method, segments.clone(), schema));
-                }
+                routes.push((method, segments.clone(), schema));
             }
         }
         Self { spec, routes }
@@ -63,19 +62,50 @@ impl RequestSchemas {
     /// a place can be named.
     pub fn explain(&self, method: &Method, path: &str, body: &[u8]) -> Option<String> {
         let value: Value = serde_json::from_slice(body).ok()?;
+        let (_, _, schema) = self
+            .operations_at(path)
+            .into_iter()
+            .find(|(m, _, schema)| m == method && schema.is_some())?;
+        self.violation(&value, schema.as_ref()?, "", 0)
+    }
+
+    /// The methods the document lists for `path`, for the `Allow` header of a 405.
+    pub fn allowed_methods(&self, path: &str) -> Vec<Method> {
+        self.operations_at(path)
+            .into_iter()
+            .map(|(m, _, _)| m.clone())
+            .collect()
+    }
+
+    /// The operations of the template that matches `path`; a literal segment wins over a
+    /// parameter, as in the router (`/v1/deliveries/redrive` is not `/v1/deliveries/{id}`).
+    fn operations_at(&self, path: &str) -> Vec<&(Method, Vec<Segment>, Option<Value>)> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let (_, _, schema) = self.routes.iter().find(|(m, segments, _)| {
-            m == method
-                && segments.len() == parts.len()
-                && segments
-                    .iter()
-                    .zip(&parts)
-                    .all(|(segment, part)| match segment {
-                        Segment::Param => true,
-                        Segment::Literal(literal) => literal == part,
-                    })
-        })?;
-        self.violation(&value, schema, "", 0)
+        let literals = |segments: &[Segment]| {
+            segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Literal(_)))
+                .count()
+        };
+        let matching: Vec<_> = self
+            .routes
+            .iter()
+            .filter(|(_, segments, _)| {
+                segments.len() == parts.len()
+                    && segments
+                        .iter()
+                        .zip(&parts)
+                        .all(|(segment, part)| match segment {
+                            Segment::Param => true,
+                            Segment::Literal(literal) => literal == part,
+                        })
+            })
+            .collect();
+        let best = matching.iter().map(|(_, s, _)| literals(s)).max();
+        matching
+            .into_iter()
+            .filter(|(_, s, _)| Some(literals(s)) == best)
+            .collect()
     }
 
     fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
@@ -190,6 +220,12 @@ impl RequestSchemas {
                 if schema["minLength"].as_u64().is_some_and(|min| chars < min) {
                     return at(format!("at least {} characters", schema["minLength"]));
                 }
+                if let Some(pattern) = schema["pattern"].as_str()
+                    && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(text))
+                {
+                    let shown: String = text.chars().take(80).collect();
+                    return at(format!("`{shown}` does not match `{pattern}`"));
+                }
                 if schema["format"] == "date-time"
                     && chrono::DateTime::parse_from_rfc3339(text).is_err()
                 {
@@ -243,7 +279,8 @@ mod tests {
     const SPEC: &str = r##"{
       "paths": {
         "/v1/things/{id}": {"post": {"requestBody": {"content": {"application/json": {
-          "schema": {"$ref": "#/components/schemas/Batch"}}}}}}
+          "schema": {"$ref": "#/components/schemas/Batch"}}}}}},
+        "/v1/things/all": {"get": {}}
       },
       "components": {"schemas": {
         "Batch": {"type": "object", "required": ["items"], "properties": {
@@ -252,6 +289,7 @@ mod tests {
           "type": {"type": "string", "minLength": 1},
           "count": {"type": "integer", "minimum": 1},
           "at": {"type": "string", "format": "date-time"},
+          "ref": {"type": "string", "pattern": "^ep_[0-9a-f]{2}$"},
           "tags": {"type": "object", "additionalProperties": {"type": "string"}}}}
       }}
     }"##;
@@ -298,6 +336,11 @@ mod tests {
                 r#"{"items": [{"type": "a"}, {"type": "b"}, {"type": "c"}]}"#,
                 Some("items: at most 2 items"),
             ),
+            (
+                r#"{"items": [{"type": "a", "ref": "ep_xyz"}]}"#,
+                Some("items[0].ref: `ep_xyz` does not match `^ep_[0-9a-f]{2}$`"),
+            ),
+            (r#"{"items": [{"type": "a", "ref": "ep_0f"}]}"#, None),
             (r#"{"items": [{"type": "a", "count": null}]}"#, None),
             ("not json", None),
         ];
@@ -306,5 +349,8 @@ mod tests {
         }
         assert_eq!(schemas.explain(&Method::GET, "/v1/things/x1", b"{}"), None);
         assert_eq!(schemas.explain(&Method::POST, "/v1/other", b"{}"), None);
+        assert_eq!(schemas.allowed_methods("/v1/things/x9"), [Method::POST]);
+        assert!(schemas.allowed_methods("/v1/things").is_empty());
+        assert_eq!(schemas.allowed_methods("/v1/things/all"), [Method::GET]);
     }
 }

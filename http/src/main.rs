@@ -5,6 +5,7 @@
 mod api;
 mod body_errors;
 mod config;
+mod id;
 mod problem;
 mod text;
 
@@ -17,6 +18,7 @@ use clap::Parser as _;
 use hookd_engine::sender::{Sender, SenderConfig};
 use hookd_engine::store::{Store, check, migrate, secrets};
 use hookd_engine::vault::Vault;
+use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Request, Response, Route, Server};
 use tokio_util::sync::CancellationToken;
@@ -123,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin_token: String::new(),
                 allow_private_targets: false,
             }));
-            println!("{}", service.spec());
+            println!("{}", api::document(&service.spec()));
         }
         Command::Migrate { database } => {
             let store = Store::connect(&database.database_url, 1)?;
@@ -213,9 +215,17 @@ async fn serve_api(
         admin_token: args.admin_token.clone(),
         allow_private_targets,
     }));
-    let schemas = Arc::new(body_errors::RequestSchemas::from_spec(&service.spec()));
+    let document = api::document(&service.spec());
+    let schemas = Arc::new(body_errors::RequestSchemas::from_spec(&document));
     let app = Route::new()
-        .nest("/openapi.json", service.spec_endpoint())
+        .at(
+            "/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(document.clone())
+            })),
+        )
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
         .around(move |endpoint, request| {
@@ -245,8 +255,9 @@ async fn serve_api(
 }
 
 /// Refuses bodies over the limit with 413, whether they announce their length or are chunked
-/// (poem's own `SizeLimit` also demands a `Content-Length` on requests that have no body), and
-/// names the field at fault when the API refuses a JSON body's shape.
+/// (poem's own `SizeLimit` also demands a `Content-Length` on requests that have no body), names
+/// the field at fault when the API refuses a JSON body's shape, and lists the allowed methods on
+/// a 405.
 async fn guard_body<E: Endpoint>(
     endpoint: Arc<E>,
     mut request: Request,
@@ -276,6 +287,20 @@ async fn guard_body<E: Endpoint>(
                 )),
                 None => Err(e),
             }
+        }
+        Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut response = problem::ApiError::new(
+                problem::ProblemKind::MethodNotAllowed,
+                format!("{path} does not take {method}"),
+            )
+            .into_response();
+            let allowed = schemas.allowed_methods(&path);
+            let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            // RFC 9110: a 405 names the methods the resource does take.
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            Ok(response)
         }
         Err(e) => Err(e),
     }

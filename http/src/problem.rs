@@ -25,8 +25,8 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
     InvalidRequest,
-    InvalidId,
     Unauthorized,
+    Forbidden,
     NotFound,
     IdempotencyConflict,
     NotRedrivable,
@@ -43,11 +43,15 @@ impl ProblemKind {
         use StatusCode as S;
         match self {
             Self::InvalidRequest => ("invalid-request", "Invalid request", S::BAD_REQUEST),
-            Self::InvalidId => ("invalid-id", "Invalid id", S::BAD_REQUEST),
             Self::Unauthorized => (
                 "unauthorized",
                 "Missing or invalid credentials",
                 S::UNAUTHORIZED,
+            ),
+            Self::Forbidden => (
+                "forbidden",
+                "Credentials of the wrong kind for this route",
+                S::FORBIDDEN,
             ),
             Self::NotFound => ("not-found", "Not found", S::NOT_FOUND),
             Self::IdempotencyConflict => (
@@ -91,6 +95,10 @@ pub enum ApiError {
     /// Credentials are missing or wrong.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
+    /// Valid credentials of the other kind: the admin token on an app route, or an app's API key
+    /// on an admin route.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource for these credentials.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -118,8 +126,9 @@ impl ApiError {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         let problem = problem(kind, detail.into());
         match kind {
-            ProblemKind::InvalidRequest | ProblemKind::InvalidId => Self::BadRequest(Json(problem)),
+            ProblemKind::InvalidRequest => Self::BadRequest(Json(problem)),
             ProblemKind::Unauthorized => Self::Unauthorized(Json(problem)),
+            ProblemKind::Forbidden => Self::Forbidden(Json(problem)),
             ProblemKind::NotFound => Self::NotFound(Json(problem)),
             ProblemKind::IdempotencyConflict
             | ProblemKind::NotRedrivable
@@ -185,6 +194,7 @@ pub async fn problem_response(err: poem::Error) -> Response {
     let text = response.into_body().into_string().await.unwrap_or_default();
     let kind = match status {
         StatusCode::UNAUTHORIZED => ProblemKind::Unauthorized,
+        StatusCode::FORBIDDEN => ProblemKind::Forbidden,
         StatusCode::NOT_FOUND => ProblemKind::NotFound,
         StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::PayloadTooLarge,
         StatusCode::METHOD_NOT_ALLOWED => ProblemKind::MethodNotAllowed,

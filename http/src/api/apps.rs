@@ -10,7 +10,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{AdminToken, ApiResult, ApiState, AppKey, Tag, page, parse_id};
+use super::{AdminToken, ApiResult, ApiState, AppKey, Tag, page};
+use crate::id::Id;
 use crate::problem::ApiError;
 use crate::text::Text;
 
@@ -47,6 +48,7 @@ pub struct AppCreated {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AppList {
     pub data: Vec<AppOut>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -70,6 +72,7 @@ impl Example for CreateApiKey {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyOut {
     pub id: String,
     pub name: Option<String>,
@@ -80,6 +83,7 @@ pub struct ApiKeyOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyCreated {
     pub id: String,
     pub name: Option<String>,
@@ -144,7 +148,7 @@ impl AppsApi {
         auth: AdminToken,
         body: Json<CreateApp>,
     ) -> ApiResult<AppCreatedResponse> {
-        self.0.check_admin(&auth)?;
+        self.0.check_admin(&auth).await?;
         let (app, key) = store::app_create(&self.0.store, &body.name).await?;
         Ok(AppCreatedResponse::Created(Json(AppCreated {
             id: app.id.to_string(),
@@ -160,11 +164,13 @@ impl AppsApi {
         &self,
         auth: AdminToken,
         /// Items per page (1–200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{22}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<AppList>> {
-        self.0.check_admin(&auth)?;
+        self.0.check_admin(&auth).await?;
         let (limit, after) = page::params(limit.0, cursor.0.as_deref())?;
         let apps = store::apps_list(&self.0.store, after, limit).await?;
         let next_cursor = page::next_cursor(&apps, limit, |a| a.id.0);
@@ -176,9 +182,9 @@ impl AppsApi {
 
     /// Get an app (admin)
     #[oai(path = "/v1/apps/:id", method = "get", tag = "Tag::Apps")]
-    async fn get_app(&self, auth: AdminToken, id: Path<String>) -> ApiResult<Json<AppOut>> {
-        self.0.check_admin(&auth)?;
-        let id = parse_id(AppId::parse, &id)?;
+    async fn get_app(&self, auth: AdminToken, id: Path<Id<AppId>>) -> ApiResult<Json<AppOut>> {
+        self.0.check_admin(&auth).await?;
+        let Path(Id(id)) = id;
         let app = store::app_get(&self.0.store, id)
             .await?
             .ok_or_else(|| ApiError::not_found("app"))?;
@@ -190,9 +196,9 @@ impl AppsApi {
     /// Its keys stop working at once; its endpoints are deleted and their pending deliveries
     /// cancelled.
     #[oai(path = "/v1/apps/:id", method = "delete", tag = "Tag::Apps")]
-    async fn delete_app(&self, auth: AdminToken, id: Path<String>) -> ApiResult<Deleted> {
-        self.0.check_admin(&auth)?;
-        let id = parse_id(AppId::parse, &id)?;
+    async fn delete_app(&self, auth: AdminToken, id: Path<Id<AppId>>) -> ApiResult<Deleted> {
+        self.0.check_admin(&auth).await?;
+        let Path(Id(id)) = id;
         if store::app_delete(&self.0.store, id).await? {
             Ok(Deleted::NoContent)
         } else {
@@ -207,11 +213,11 @@ impl AppsApi {
     async fn create_app_key(
         &self,
         auth: AdminToken,
-        id: Path<String>,
+        id: Path<Id<AppId>>,
         body: Json<CreateApiKey>,
     ) -> ApiResult<KeyCreatedResponse> {
-        self.0.check_admin(&auth)?;
-        let id = parse_id(AppId::parse, &id)?;
+        self.0.check_admin(&auth).await?;
+        let Path(Id(id)) = id;
         store::app_get(&self.0.store, id)
             .await?
             .ok_or_else(|| ApiError::not_found("app"))?;
@@ -259,9 +265,9 @@ impl AppsApi {
     ///
     /// The key fails from its next request on (the calling key may revoke itself).
     #[oai(path = "/v1/api-keys/:id", method = "delete", tag = "Tag::Apps")]
-    async fn revoke_key(&self, auth: AppKey, id: Path<String>) -> ApiResult<Deleted> {
+    async fn revoke_key(&self, auth: AppKey, id: Path<Id<ApiKeyId>>) -> ApiResult<Deleted> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(ApiKeyId::parse, &id)?;
+        let Path(Id(id)) = id;
         if store::api_key_revoke(&self.0.store, app_id, id).await? {
             Ok(Deleted::NoContent)
         } else {

@@ -11,7 +11,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
+use super::{ApiResult, ApiState, AppKey, Tag, page};
+use crate::id::Id;
 use crate::problem::{ApiError, ProblemKind};
 use crate::text::Text;
 
@@ -50,6 +51,7 @@ impl From<DeliveryState> for DeliveryStateOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOut {
     pub id: String,
     pub event_id: String,
@@ -114,6 +116,7 @@ impl From<LogKind> for LogKindOut {
 
 /// One state change of a delivery.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HistoryEntry {
     /// Position in the global log; increases with time.
     pub seq: i64,
@@ -121,22 +124,14 @@ pub struct HistoryEntry {
     pub at: DateTime<Utc>,
     /// The delivery's attempt count once this entry applies.
     pub attempt: i32,
-    #[oai(skip_serializing_if_is_none)]
     pub worker_id: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
     pub http_status: Option<i32>,
-    #[oai(skip_serializing_if_is_none)]
     pub latency_ms: Option<i32>,
-    #[oai(skip_serializing_if_is_none)]
     pub error_class: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
     /// At most 1 KiB of the receiver's response body.
-    #[oai(skip_serializing_if_is_none)]
     pub response_excerpt: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
     pub next_attempt_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
@@ -172,6 +167,7 @@ pub struct Accepted {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryList {
     pub data: Vec<DeliveryOut>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -182,7 +178,7 @@ pub struct DeliveryList {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields, example)]
 pub struct BulkRedrive {
-    pub endpoint_id: Option<Text>,
+    pub endpoint_id: Option<Id<EndpointId>>,
     #[oai(validator(min_length = 1, max_length = 256))]
     pub event_type: Option<Text>,
     /// Deliveries created at or after this time.
@@ -194,7 +190,9 @@ pub struct BulkRedrive {
 impl Example for BulkRedrive {
     fn example() -> Self {
         Self {
-            endpoint_id: Some(Text("ep_0193a0a1b2c37d8e9f0a1b2c3d4e5f60".into())),
+            endpoint_id: EndpointId::parse("ep_0193a0a1b2c37d8e9f0a1b2c3d4e5f60")
+                .ok()
+                .map(Id),
             event_type: Some(Text("order.paid".into())),
             after: None,
             before: None,
@@ -235,31 +233,25 @@ impl DeliveriesApi {
         &self,
         auth: AppKey,
         state: Query<Option<DeliveryStateOut>>,
-        endpoint_id: Query<Option<String>>,
-        event_id: Query<Option<String>>,
+        endpoint_id: Query<Option<Id<EndpointId>>>,
+        event_id: Query<Option<Id<EventId>>>,
         /// Created at or after (RFC 3339).
         after: Query<Option<DateTime<Utc>>>,
         /// Created before (RFC 3339).
         before: Query<Option<DateTime<Utc>>>,
         /// Items per page (1–200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{22}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<DeliveryList>> {
         let app_id = self.0.app_of(&auth).await?;
         let (limit, after_id) = page::params(limit.0, cursor.0.as_deref())?;
         let filter = reads::DeliveryFilter {
             state: state.0.map(DeliveryState::from),
-            endpoint_id: endpoint_id
-                .0
-                .as_deref()
-                .map(|id| parse_id(EndpointId::parse, id))
-                .transpose()?,
-            event_id: event_id
-                .0
-                .as_deref()
-                .map(|id| parse_id(EventId::parse, id))
-                .transpose()?,
+            endpoint_id: endpoint_id.0.map(|Id(id)| id),
+            event_id: event_id.0.map(|Id(id)| id),
             after: after.0,
             before: before.0,
         };
@@ -289,11 +281,7 @@ impl DeliveriesApi {
         let app_id = self.0.app_of(&auth).await?;
         let body = body.0;
         let filter = store::DeadLetterFilter {
-            endpoint_id: body
-                .endpoint_id
-                .as_deref()
-                .map(|id| parse_id(EndpointId::parse, id))
-                .transpose()?,
+            endpoint_id: body.endpoint_id.map(|Id(id)| id),
             event_type: body.event_type.map(String::from),
             after: body.after,
             before: body.before,
@@ -304,9 +292,13 @@ impl DeliveriesApi {
 
     /// Get a delivery
     #[oai(path = "/v1/deliveries/:id", method = "get", tag = "Tag::Deliveries")]
-    async fn get_delivery(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<DeliveryOut>> {
+    async fn get_delivery(
+        &self,
+        auth: AppKey,
+        id: Path<Id<DeliveryId>>,
+    ) -> ApiResult<Json<DeliveryOut>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(DeliveryId::parse, &id)?;
+        let Path(Id(id)) = id;
         let delivery = reads::delivery_get(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
@@ -322,9 +314,13 @@ impl DeliveriesApi {
         method = "get",
         tag = "Tag::Deliveries"
     )]
-    async fn delivery_history(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<History>> {
+    async fn delivery_history(
+        &self,
+        auth: AppKey,
+        id: Path<Id<DeliveryId>>,
+    ) -> ApiResult<Json<History>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(DeliveryId::parse, &id)?;
+        let Path(Id(id)) = id;
         let entries = reads::delivery_history(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
@@ -341,9 +337,13 @@ impl DeliveriesApi {
         method = "post",
         tag = "Tag::Deliveries"
     )]
-    async fn redrive_delivery(&self, auth: AppKey, id: Path<String>) -> ApiResult<RedriveResponse> {
+    async fn redrive_delivery(
+        &self,
+        auth: AppKey,
+        id: Path<Id<DeliveryId>>,
+    ) -> ApiResult<RedriveResponse> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(DeliveryId::parse, &id)?;
+        let Path(Id(id)) = id;
         match store::delivery_redrive(&self.0.store, app_id, id).await? {
             store::RedriveOutcome::Redriven => Ok(RedriveResponse::Accepted(Json(Accepted {
                 id: id.to_string(),
@@ -369,10 +369,10 @@ impl DeliveriesApi {
     async fn cancel_delivery(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<DeliveryId>>,
     ) -> ApiResult<Json<DeliveryOut>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(DeliveryId::parse, &id)?;
+        let Path(Id(id)) = id;
         match store::delivery_cancel(&self.0.store, app_id, id).await? {
             store::CancelOutcome::Cancelled => {}
             store::CancelOutcome::NotCancellable => {

@@ -15,7 +15,8 @@ use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::deliveries::{BulkRedriveResponse, DeliveryStateOut, Redriven};
-use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
+use super::{ApiResult, ApiState, AppKey, Tag, page};
+use crate::id::Id;
 use crate::problem::ApiError;
 use crate::text::Text;
 
@@ -115,6 +116,7 @@ impl Example for UpdateEndpoint {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EndpointOut {
     pub id: String,
     pub url: String,
@@ -143,6 +145,7 @@ pub struct EndpointCreated {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EndpointList {
     pub data: Vec<EndpointOut>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -157,6 +160,7 @@ pub struct StateCount {
 
 /// What an endpoint's deliveries created in the window did.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EndpointStatsOut {
     pub window_seconds: u32,
     /// Deliveries created in the window, by current state.
@@ -261,10 +265,11 @@ fn metadata(map: BTreeMap<String, Text>) -> ApiResult<BTreeMap<String, String>> 
     }
     if let Some((key, _)) = map
         .iter()
-        .find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 512)
+        .find(|(k, v)| k.is_empty() || k.len() > 64 || k.contains('\0') || v.len() > 512)
     {
         return Err(ApiError::invalid(format!(
-            "metadata: `{key}`: keys must be 1 to 64 characters and values at most 512"
+            "metadata: `{}`: keys must be 1 to 64 characters without NUL, values at most 512",
+            key.escape_default()
         )));
     }
     Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
@@ -336,8 +341,10 @@ impl EndpointsApi {
         &self,
         auth: AppKey,
         /// Items per page (1–200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{22}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<EndpointList>> {
         let app_id = self.0.app_of(&auth).await?;
@@ -352,9 +359,13 @@ impl EndpointsApi {
 
     /// Get an endpoint
     #[oai(path = "/v1/endpoints/:id", method = "get", tag = "Tag::Endpoints")]
-    async fn get_endpoint(&self, auth: AppKey, id: Path<String>) -> ApiResult<Json<EndpointOut>> {
+    async fn get_endpoint(
+        &self,
+        auth: AppKey,
+        id: Path<Id<EndpointId>>,
+    ) -> ApiResult<Json<EndpointOut>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         let endpoint = store::endpoint_get(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("endpoint"))?;
@@ -368,11 +379,11 @@ impl EndpointsApi {
     async fn update_endpoint(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
         body: Json<UpdateEndpoint>,
     ) -> ApiResult<Json<EndpointOut>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         let body = body.0;
         let url = match &body.url {
             Some(url) => Some(self.url(url).await?),
@@ -401,9 +412,9 @@ impl EndpointsApi {
     ///
     /// Its pending deliveries are cancelled; its deliveries' history stays readable.
     #[oai(path = "/v1/endpoints/:id", method = "delete", tag = "Tag::Endpoints")]
-    async fn delete_endpoint(&self, auth: AppKey, id: Path<String>) -> ApiResult<Deleted> {
+    async fn delete_endpoint(&self, auth: AppKey, id: Path<Id<EndpointId>>) -> ApiResult<Deleted> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         if store::endpoint_delete(&self.0.store, app_id, id).await? {
             Ok(Deleted::NoContent)
         } else {
@@ -422,7 +433,7 @@ impl EndpointsApi {
     async fn enable_endpoint(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
     ) -> ApiResult<Json<EndpointOut>> {
         self.set_enabled(auth, id, true).await
     }
@@ -438,7 +449,7 @@ impl EndpointsApi {
     async fn disable_endpoint(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
     ) -> ApiResult<Json<EndpointOut>> {
         self.set_enabled(auth, id, false).await
     }
@@ -456,11 +467,11 @@ impl EndpointsApi {
     async fn rotate_secret(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
         body: Json<RotateSecret>,
     ) -> ApiResult<Json<SecretRotated>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         let secret = match body.0.secret {
             Some(text) => SigningSecret::parse(&text)
                 .map_err(|e| ApiError::invalid(format!("secret: {e}")))?,
@@ -487,13 +498,13 @@ impl EndpointsApi {
     async fn endpoint_stats(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
         /// How far back, in seconds (1 to 2,592,000 = 30 days; default 86,400 = a day).
         #[oai(validator(minimum(value = "1"), maximum(value = "2592000")))]
         window_seconds: Query<Option<u32>>,
     ) -> ApiResult<Json<EndpointStatsOut>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         store::endpoint_get(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("endpoint"))?;
@@ -533,11 +544,11 @@ impl EndpointsApi {
     async fn recover_endpoint(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
         body: Json<Recover>,
     ) -> ApiResult<BulkRedriveResponse> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         store::endpoint_get(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("endpoint"))?;
@@ -555,11 +566,11 @@ impl EndpointsApi {
     async fn set_enabled(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EndpointId>>,
         enabled: bool,
     ) -> ApiResult<Json<EndpointOut>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EndpointId::parse, &id)?;
+        let Path(Id(id)) = id;
         let endpoint = store::endpoint_set_enabled(&self.0.store, app_id, id, enabled)
             .await?
             .ok_or_else(|| ApiError::not_found("endpoint"))?;

@@ -12,7 +12,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use sha2::{Digest, Sha256};
 
 use super::deliveries::DeliveryOut;
-use super::{ApiResult, ApiState, AppKey, Tag, page, parse_id};
+use super::{ApiResult, ApiState, AppKey, Tag, page};
+use crate::id::Id;
 use crate::problem::{ApiError, ProblemKind};
 use crate::text::Text;
 
@@ -27,7 +28,7 @@ pub struct PublishEvent {
     /// Deliver to exactly these endpoints (disabled ones are skipped) instead of every endpoint
     /// subscribed to the type.
     #[oai(validator(max_items = 100))]
-    pub endpoint_ids: Option<Vec<Text>>,
+    pub endpoint_ids: Option<Vec<Id<EndpointId>>>,
 }
 
 /// One event of a batch.
@@ -38,7 +39,7 @@ pub struct BatchEvent {
     pub event_type: Text,
     pub payload: serde_json::Value,
     #[oai(validator(max_items = 100))]
-    pub endpoint_ids: Option<Vec<Text>>,
+    pub endpoint_ids: Option<Vec<Id<EndpointId>>>,
     /// This event's own idempotency key (same rules as the `Idempotency-Key` header).
     #[oai(validator(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<Text>,
@@ -118,6 +119,7 @@ pub struct EventWithDeliveries {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventList {
     pub data: Vec<EventOut>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -156,25 +158,13 @@ impl Prepared {
         field: &str,
         event_type: Text,
         payload: &serde_json::Value,
-        endpoint_ids: Option<Vec<Text>>,
+        endpoint_ids: Option<Vec<Id<EndpointId>>>,
         idempotency_key: Option<String>,
     ) -> ApiResult<Self> {
         let payload = serde_json::to_string(payload)
             .map_err(|e| ApiError::invalid(format!("{field}payload: {e}")))?;
-        let endpoint_ids = endpoint_ids
-            .map(|ids| {
-                ids.iter()
-                    .map(|id| {
-                        EndpointId::parse(id).map_err(|e| {
-                            ApiError::new(
-                                ProblemKind::InvalidId,
-                                format!("{field}endpoint_ids: {e}"),
-                            )
-                        })
-                    })
-                    .collect::<ApiResult<Vec<_>>>()
-            })
-            .transpose()?;
+        let endpoint_ids: Option<Vec<EndpointId>> =
+            endpoint_ids.map(|ids| ids.into_iter().map(|Id(id)| id).collect());
         // The hash covers everything that decides what the request does.
         let mut hasher = Sha256::new();
         hasher.update(event_type.as_bytes());
@@ -358,20 +348,22 @@ impl EventsApi {
         auth: AppKey,
         /// Only events of this type.
         #[oai(name = "type")]
-        event_type: Query<Option<String>>,
+        event_type: Query<Option<Text>>,
         /// Published at or after (RFC 3339).
         after: Query<Option<DateTime<Utc>>>,
         /// Published before (RFC 3339).
         before: Query<Option<DateTime<Utc>>>,
         /// Items per page (1–200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{22}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<EventList>> {
         let app_id = self.0.app_of(&auth).await?;
         let (limit, after_id) = page::params(limit.0, cursor.0.as_deref())?;
         let filter = store::EventFilter {
-            event_type: event_type.0,
+            event_type: event_type.0.map(String::from),
             after: after.0,
             before: before.0,
         };
@@ -391,10 +383,10 @@ impl EventsApi {
     async fn get_event(
         &self,
         auth: AppKey,
-        id: Path<String>,
+        id: Path<Id<EventId>>,
     ) -> ApiResult<Json<EventWithDeliveries>> {
         let app_id = self.0.app_of(&auth).await?;
-        let id = parse_id(EventId::parse, &id)?;
+        let Path(Id(id)) = id;
         let event = store::event_get(&self.0.store, app_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("event"))?;

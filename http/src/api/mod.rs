@@ -1,5 +1,9 @@
 //! The REST API: translates HTTP to engine calls and back, nothing more. One module per
 //! resource, each with its routes and JSON shapes; [`page`] holds cursor pagination.
+//!
+//! Response fields without a value are left out rather than sent as `null`
+//! (`skip_serializing_if_is_none`): poem-openapi writes OpenAPI 3.0, where an optional field of
+//! type `string` may be absent but not `null`, and the document must describe what is sent.
 
 mod apps;
 mod deliveries;
@@ -8,13 +12,15 @@ mod events;
 mod health;
 mod page;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use hookd_engine::ids::{AppId, IdParseError};
+use hookd_engine::ids::AppId;
 use hookd_engine::secret::ApiKey;
 use hookd_engine::store::{Store, apps as app_store};
 use poem_openapi::auth::Bearer;
 use poem_openapi::{OpenApiService, SecurityScheme, Tags};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::problem::{ApiError, ProblemKind};
@@ -55,35 +61,100 @@ pub struct AdminToken(Bearer);
 pub struct AppKey(Bearer);
 
 impl ApiState {
-    /// The app whose key this is; 401 for an unknown or revoked key.
+    /// The app whose key this is. A key that is unknown or revoked is refused with 401; the admin
+    /// token, valid but not an app's, with 403.
     async fn app_of(&self, key: &AppKey) -> ApiResult<AppId> {
-        app_store::api_key_find_app(&self.store, &ApiKey::presented(&key.0.token))
-            .await?
-            .ok_or_else(|| ApiError::new(ProblemKind::Unauthorized, "unknown or revoked API key"))
+        let presented = &key.0.token;
+        match app_store::api_key_find_app(&self.store, &ApiKey::presented(presented)).await? {
+            Some(app) => Ok(app),
+            None if self.is_admin_token(presented) => Err(ApiError::new(
+                ProblemKind::Forbidden,
+                "the admin token cannot act for an app; use one of the app's API keys",
+            )),
+            None => Err(ApiError::new(
+                ProblemKind::Unauthorized,
+                "unknown or revoked API key",
+            )),
+        }
     }
 
-    fn check_admin(&self, token: &AdminToken) -> ApiResult<()> {
-        let presented = Sha256::digest(token.0.token.as_bytes());
+    /// Admin routes take the admin token only: an app's API key is refused with 403, anything
+    /// else with 401.
+    async fn check_admin(&self, token: &AdminToken) -> ApiResult<()> {
+        let presented = &token.0.token;
+        if self.is_admin_token(presented) {
+            return Ok(());
+        }
+        // Only a failed admin call pays for this lookup.
+        if app_store::api_key_find_app(&self.store, &ApiKey::presented(presented))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::new(
+                ProblemKind::Forbidden,
+                "an app's API key cannot use admin routes; use the admin token",
+            ));
+        }
+        Err(ApiError::new(
+            ProblemKind::Unauthorized,
+            "invalid admin token",
+        ))
+    }
+
+    fn is_admin_token(&self, presented: &str) -> bool {
+        let presented = Sha256::digest(presented.as_bytes());
         let expected = Sha256::digest(self.admin_token.as_bytes());
         // Fixed-length digests compared without early exit: timing reveals nothing of the token.
         let differ = presented
             .iter()
             .zip(expected.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differ == 0 {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ProblemKind::Unauthorized,
-                "invalid admin token",
-            ))
-        }
+        differ == 0
     }
 }
 
-/// Parses a path id, naming the parameter in the error.
-fn parse_id<T>(parse: fn(&str) -> Result<T, IdParseError>, text: &str) -> ApiResult<T> {
-    parse(text).map_err(|e| ApiError::new(ProblemKind::InvalidId, e.to_string()))
+/// The OpenAPI document hookd serves and `hookd openapi` prints: poem-openapi's, plus
+/// `additionalProperties: false` on every object a request body can contain. Those objects refuse
+/// unknown fields (`deny_unknown_fields`), which the derive does not write into the document.
+pub fn document(spec: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<Value>(spec) else {
+        return spec.to_owned();
+    };
+    let mut pending: Vec<&Value> = doc["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|operations| operations.values())
+        .map(|operation| &operation["requestBody"])
+        .collect();
+    let mut request_objects = BTreeSet::new();
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    && request_objects.insert(name.to_owned())
+                {
+                    pending.push(&doc["components"]["schemas"][name]);
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    for name in request_objects {
+        if let Some(schema) = doc["components"]["schemas"][&name].as_object_mut()
+            && schema.contains_key("properties")
+            && !schema.contains_key("additionalProperties")
+        {
+            schema.insert("additionalProperties".to_owned(), Value::Bool(false));
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| spec.to_owned())
 }
 
 /// Every route, described by one OpenAPI document.

@@ -2,23 +2,33 @@
 //! last id of a page, encoded so clients treat it as opaque. New rows never shift a page.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet::URL_SAFE;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 use super::ApiResult;
 use crate::problem::ApiError;
 
-/// Items per page when the client does not say.
+/// Items per page when the client does not say; routes declare the range (1–200).
 pub const DEFAULT_LIMIT: u32 = 50;
-/// The most items per page; a larger `limit` is capped to this.
-pub const MAX_LIMIT: u32 = 200;
+
+/// Reads cursors without insisting that the unused low bits of the last character are zero, so
+/// that every string of the documented pattern (`^[A-Za-z0-9_-]{22}$`) is a cursor: it names a
+/// position in the list, never a resource, and any position is a valid place to continue from.
+const CURSOR_READER: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
 
 /// The page size and the id to continue after.
 pub fn params(limit: Option<u32>, cursor: Option<&str>) -> ApiResult<(i64, Option<Uuid>)> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let after = cursor
         .map(|text| {
-            URL_SAFE_NO_PAD
+            CURSOR_READER
                 .decode(text)
                 .ok()
                 .and_then(|bytes| Uuid::from_slice(&bytes).ok())
@@ -48,7 +58,11 @@ mod tests {
         assert_eq!(params(None, Some(&cursor)).unwrap(), (50, Some(ids[1])));
         assert_eq!(next_cursor(&ids, 3, |id| *id), None);
         assert!(params(None, Some("not a cursor")).is_err());
-        assert_eq!(params(Some(10_000), None).unwrap().0, i64::from(MAX_LIMIT));
-        assert_eq!(params(Some(0), None).unwrap().0, 1);
+        assert!(
+            params(None, Some("AAAAAAAAAAAAAAAAAAAAA")).is_err(),
+            "21 characters"
+        );
+        // Nonzero trailing bits: not one this API wrote, but a position all the same.
+        assert!(params(None, Some("AAAAAAAAAAAAAAAAAAAAA_")).is_ok());
     }
 }

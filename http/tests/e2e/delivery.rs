@@ -204,7 +204,7 @@ async fn bad_requests_get_problem_details_never_a_500() {
             ),
             401,
         ),
-        (post("/v1/apps", &key, r#"{"name":"x"}"#.into()), 401),
+        (post("/v1/apps", &key, r#"{"name":"x"}"#.into()), 403),
         (post("/v1/events", &key, "{not json".into()), 400),
         (
             post(

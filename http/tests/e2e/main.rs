@@ -3,9 +3,11 @@
 
 mod harness;
 
+mod auth;
 mod batch;
 mod crash;
 mod delivery;
+mod fuzz;
 mod idempotency;
 mod openapi;
 mod operations;

@@ -32,6 +32,26 @@ async fn endpoints_on_internal_addresses_are_refused_at_registration() {
         "http://[::ffff:127.0.0.1]/hook",
         "http://[::ffff:169.254.169.254]/hook",
         "http://2130706433/hook", // 127.0.0.1 as one decimal number
+        "http://0x7f000001/hook", // … as one hex number
+        "http://0177.0.0.1/hook", // … in octal
+        "http://127.1/hook",      // … in short form
+        "http://0.1.2.3/hook",
+        "http://255.255.255.255/hook",
+        "http://240.0.0.1/hook",
+        "http://192.0.0.8/hook",
+        "http://192.0.2.1/hook",
+        "http://198.18.0.1/hook",
+        "http://198.51.100.7/hook",
+        "http://203.0.113.9/hook",
+        "http://[::]/hook",
+        "http://[ff02::1]/hook",
+        "http://[fec0::1]/hook",
+        "http://[2001:db8::1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/hook", // NAT64 of the metadata address
+        "http://[2002:7f00:1::1]/hook",     // 6to4 of loopback
+        "http://[2001::5efe:7f00:1]/hook",  // Teredo
+        "http://[::127.0.0.1]/hook",        // IPv4-compatible loopback
+        "http://localhost./hook",           // the same name, fully qualified
     ];
     for url in refused {
         let (status, problem) = api
@@ -168,7 +188,32 @@ async fn malformed_input_is_a_client_error_never_a_500() {
                 .body(json!({"url": "http://example.com/", "max_attempts": 0}).to_string()),
             400,
         ),
+        // PostgreSQL cannot store NUL in text or jsonb: refused up front, not a failed statement.
+        (
+            api.http
+                .post(url("/v1/events"))
+                .header("content-type", "application/json")
+                .body(r#"{"type":"a\u0000b","payload":{}}"#),
+            400,
+        ),
+        (
+            api.http
+                .post(url("/v1/endpoints"))
+                .header("content-type", "application/json")
+                .body(r#"{"url":"http://example.com/","metadata":{"k\u0000":"v"}}"#),
+            400,
+        ),
+        (api.http.get(url("/v1/events?type=%00")), 400),
         (api.http.get(url("/v1/deliveries?limit=-1")), 400),
+        (api.http.get(url("/v1/deliveries?limit=201")), 400),
+        (api.http.get(url("/v1/deliveries?cursor=not-a-cursor")), 400),
+        (
+            api.http
+                .patch(url("/v1/endpoints/ep_0193a0a1b2c37d8e9f0a1b2c3d4e5f60"))
+                .header("content-type", "application/json")
+                .body(r#"{"colour":"blue"}"#),
+            400,
+        ),
         (api.http.get(url("/v1/events/evt_123")), 400),
     ];
     for (request, expected) in cases {
@@ -187,4 +232,20 @@ async fn malformed_input_is_a_client_error_never_a_500() {
             "{label}"
         );
     }
+    // A 405 names what the resource does take (RFC 9110).
+    let response = api
+        .http
+        .put(url("/v1/events"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let mut allowed: Vec<&str> = response.headers()["allow"]
+        .to_str()
+        .unwrap()
+        .split(", ")
+        .collect();
+    allowed.sort_unstable();
+    assert_eq!(allowed, ["GET", "POST"]);
 }

@@ -1,6 +1,8 @@
 # Shared by scripts/dev and scripts/test (sourced, not run): find or install PostgreSQL and run a
 # throwaway cluster whose data lives under the project, listening on loopback only.
 
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 pg_bindir() {
     ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
@@ -11,10 +13,7 @@ pg_ensure_installed() {
         return 0
     fi
     echo "PostgreSQL server binaries not found; installing Debian's postgresql package..." >&2
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
     [ -n "$(pg_bindir)" ] || { echo "PostgreSQL installation failed" >&2; return 1; }
 }
 

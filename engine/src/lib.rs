@@ -9,6 +9,7 @@
 //!   [`sender`], signs with [`signing`], classifies the result with [`outcome`] and schedules the
 //!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY.
 //! - [`address`]: which addresses webhooks may go to.
+//! - [`metrics`]: every metric hookd exports, and the gauges read from the database.
 
 pub mod address;
 pub mod custom_headers;
@@ -16,6 +17,7 @@ pub mod delivery;
 pub mod endpoint_url;
 pub mod ids;
 pub mod listener;
+pub mod metrics;
 pub mod outcome;
 pub mod projection;
 pub mod retry;

@@ -12,6 +12,8 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{self, WakeCause};
+
 /// The channel the delivery log's trigger notifies.
 pub const WORK_CHANNEL: &str = "hookd_work";
 
@@ -44,12 +46,16 @@ pub async fn listen(
                 if listening {
                     backoff = Duration::from_millis(100);
                     tracing::debug!("listening for work notifications");
+                    metrics::wakeup(WakeCause::Scan);
                     wake.notify_one();
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => return,
                             message = messages.next() => match message {
-                                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                                Some(Ok(AsyncMessage::Notification(_))) => {
+                                    metrics::wakeup(WakeCause::Notify);
+                                    wake.notify_one();
+                                }
                                 Some(Ok(_)) => {}
                                 Some(Err(e)) => {
                                     tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::DeliveryId;
+use crate::metrics::{self, WakeCause};
 use crate::outcome::{self, AttemptResult, ErrorClass, Verdict};
 use crate::retry::RetryPolicy;
 use crate::sender::{Sender, Webhook};
@@ -101,6 +102,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                         let handle = sends.spawn(attempt(context.clone(), delivery));
                         leases.insert(handle.id(), lease);
                     }
+                    metrics::claimed(got, sends.len());
                     if got == want {
                         continue;
                     }
@@ -119,13 +121,15 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                 }
             }
         }
+        // Notify and scan wake-ups are counted by the listener, which knows which it rang.
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = &mut notified => {}
             Some(done) = sends.join_next_with_id(), if !sends.is_empty() => {
                 forget_lease(&mut leases, done);
+                metrics::wakeup(WakeCause::Capacity);
             }
-            () = sleep_or_forever(sleep_for) => {}
+            () = sleep_or_forever(sleep_for) => metrics::wakeup(WakeCause::Timer),
         }
     }
 
@@ -210,6 +214,14 @@ struct AttemptContext {
 
 async fn attempt(context: Arc<AttemptContext>, delivery: Claimed) {
     let outcome = attempt_outcome(&context, &delivery).await;
+    if let Some(record) = &outcome.attempt_record {
+        let latency = Duration::from_millis(u64::try_from(record.latency_ms).unwrap_or(0));
+        metrics::attempt(record.error_class, latency);
+        if record.succeeded {
+            let since_publish = chrono::Utc::now() - delivery.event_created_at;
+            metrics::delivered_after(since_publish.to_std().unwrap_or_default());
+        }
+    }
     tracing::debug!(
         delivery_id = %delivery.id,
         event_id = %delivery.event_id,

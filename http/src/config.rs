@@ -28,6 +28,9 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_SHUTDOWN_GRACE_MS      time in-flight sends get on SIGTERM    [default: 10000]
   HOOKD_DB_POOL_SIZE           database connections per process       [default: 16]
   HOOKD_MAX_BODY_BYTES         largest accepted request body          [default: 262144]
+  HOOKD_METRICS_LISTEN         also serve /metrics on this address:port (the only way to
+                               scrape a worker-only process)          [default: none]
+  HOOKD_METRICS_REFRESH_MS     how often database gauges are re-read  [default: 15000]
   HOOKD_LOG                    log filter (tracing env-filter syntax) [default: info]";
 
 /// hookd: a webhook delivery engine on PostgreSQL.
@@ -50,6 +53,8 @@ pub enum Command {
         api: ApiArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Run only the API (migrates first).
     Api {
@@ -61,6 +66,8 @@ pub enum Command {
         api: ApiArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Run only a worker (migrates first).
     Worker {
@@ -70,6 +77,8 @@ pub enum Command {
         keys: MasterKeyArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Print a new random master key (for HOOKD_MASTER_KEY) and exit.
     Keygen,
@@ -139,6 +148,18 @@ impl MasterKeyArgs {
         Vault::new(&self.master_key, &previous)
             .map_err(|e| anyhow::anyhow!("HOOKD_MASTER_KEY / HOOKD_PREVIOUS_MASTER_KEYS: {e}"))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Also serve `GET /metrics` on this address:port. The API port always serves it; a
+    /// worker-only process is scraped here.
+    #[arg(long, env = "HOOKD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the gauges read from the database (deliveries by state, oldest due age) are
+    /// refreshed, in milliseconds.
+    #[arg(long, env = "HOOKD_METRICS_REFRESH_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub metrics_refresh_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -3,10 +3,11 @@
 //! [`problem`].
 
 mod api;
-mod body_errors;
 mod config;
 mod id;
 mod problem;
+mod spec_routes;
+mod telemetry;
 mod text;
 
 use std::process::ExitCode;
@@ -18,14 +19,15 @@ use clap::Parser as _;
 use hookd_engine::sender::{Sender, SenderConfig};
 use hookd_engine::store::{Store, check, migrate, secrets};
 use hookd_engine::vault::Vault;
+use metrics_exporter_prometheus::PrometheusHandle;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Request, Response, Route, Server};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    ApiArgs, Cli, Command, DatabaseArgs, MasterKeyArgs, ProjectionCommand, SecretsCommand,
-    WorkerArgs,
+    ApiArgs, Cli, Command, DatabaseArgs, MasterKeyArgs, MetricsArgs, ProjectionCommand,
+    SecretsCommand, WorkerArgs,
 };
 
 fn main() -> ExitCode {
@@ -66,16 +68,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys,
             api,
             worker,
+            metrics,
         } => {
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
+            let handle = start_metrics(&store, &metrics, &shutdown)?;
             let workers = tokio::spawn(run_worker(
                 store.clone(),
                 worker_parts(&worker)?,
                 shutdown.clone(),
             ));
-            let served =
-                serve_api(store, &api, worker.allow_private_targets, shutdown.clone()).await;
+            let served = serve_api(
+                store,
+                &api,
+                worker.allow_private_targets,
+                handle,
+                shutdown.clone(),
+            )
+            .await;
             // Whatever ended the API also ends the workers.
             shutdown.cancel();
             workers.await.context("worker task failed")?;
@@ -86,23 +96,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys,
             api,
             worker,
+            metrics,
         } => {
             let store = open_store(&database, &keys).await?;
-            serve_api(
-                store,
-                &api,
-                worker.allow_private_targets,
-                shutdown_on_signal(),
-            )
-            .await?;
+            let shutdown = shutdown_on_signal();
+            let handle = start_metrics(&store, &metrics, &shutdown)?;
+            serve_api(store, &api, worker.allow_private_targets, handle, shutdown).await?;
         }
         Command::Worker {
             database,
             keys,
             worker,
+            metrics,
         } => {
             let store = open_store(&database, &keys).await?;
-            run_worker(store, worker_parts(&worker)?, shutdown_on_signal()).await;
+            let shutdown = shutdown_on_signal();
+            start_metrics(&store, &metrics, &shutdown)?;
+            run_worker(store, worker_parts(&worker)?, shutdown).await;
         }
         Command::Keygen => println!("{}", Vault::generate_key()),
         Command::Secrets {
@@ -161,6 +171,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Installs the metrics recorder; with `HOOKD_METRICS_LISTEN`, also serves `/metrics` there.
+fn start_metrics(
+    store: &Store,
+    args: &MetricsArgs,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PrometheusHandle> {
+    let handle = telemetry::install(
+        store,
+        Duration::from_millis(args.metrics_refresh_ms),
+        shutdown,
+    )?;
+    if let Some(listen) = args.metrics_listen {
+        let (handle, shutdown) = (handle.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = telemetry::serve_alone(listen, handle, shutdown).await {
+                tracing::error!(error = %format!("{e:#}"), "metrics endpoint stopped");
+            }
+        });
+    }
+    Ok(handle)
+}
+
 /// Connects and migrates; waits for a database that is still starting.
 async fn open_store(database: &DatabaseArgs, keys: &MasterKeyArgs) -> anyhow::Result<Store> {
     let store = Store::connect(&database.database_url, usize::from(database.db_pool_size))?
@@ -207,6 +239,7 @@ async fn serve_api(
     store: Store,
     args: &ApiArgs,
     allow_private_targets: bool,
+    metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let max_body_bytes = args.max_body_bytes;
@@ -216,7 +249,8 @@ async fn serve_api(
         allow_private_targets,
     }));
     let document = api::document(&service.spec());
-    let schemas = Arc::new(body_errors::RequestSchemas::from_spec(&document));
+    let routes = Arc::new(spec_routes::SpecRoutes::from_spec(&document));
+    let counted_routes = routes.clone();
     let app = Route::new()
         .at(
             "/openapi.json",
@@ -226,10 +260,15 @@ async fn serve_api(
                     .body(document.clone())
             })),
         )
+        .at("/metrics", telemetry::endpoint(metrics))
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
         .around(move |endpoint, request| {
-            guard_body(endpoint, request, max_body_bytes, schemas.clone())
+            guard_body(endpoint, request, max_body_bytes, routes.clone())
+        })
+        .around(move |endpoint, request| {
+            let routes = counted_routes.clone();
+            async move { telemetry::count_request(&endpoint, request, &routes).await }
         })
         .catch_all_error(problem::problem_response);
     let acceptor = TcpListener::bind(args.listen)
@@ -262,7 +301,7 @@ async fn guard_body<E: Endpoint>(
     endpoint: Arc<E>,
     mut request: Request,
     limit: usize,
-    schemas: Arc<body_errors::RequestSchemas>,
+    routes: Arc<spec_routes::SpecRoutes>,
 ) -> poem::Result<Response> {
     let announced = request
         .headers()
@@ -281,7 +320,7 @@ async fn guard_body<E: Endpoint>(
     match endpoint.call(request).await {
         Ok(response) => Ok(response.into_response()),
         Err(e) if e.is::<poem_openapi::error::ParseRequestPayloadError>() => {
-            match schemas.explain(&method, &path, &body) {
+            match routes.explain(&method, &path, &body) {
                 Some(detail) => Err(poem::Error::from_response(
                     problem::ApiError::invalid(detail).into_response(),
                 )),
@@ -294,7 +333,7 @@ async fn guard_body<E: Endpoint>(
                 format!("{path} does not take {method}"),
             )
             .into_response();
-            let allowed = schemas.allowed_methods(&path);
+            let allowed = routes.allowed_methods(&path);
             let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
             // RFC 9110: a 405 names the methods the resource does take.
             if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {

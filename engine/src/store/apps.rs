@@ -157,8 +157,10 @@ pub async fn app_delete(store: &Store, id: AppId) -> Result<bool, StoreError> {
     }
     api_keys_revoke_all(&tx, id).await?;
     let endpoint_ids = endpoints::endpoints_mark_deleted(&tx, id, None).await?;
-    deliveries::deliveries_cancel_pending(&tx, &endpoint_ids, "the app was deleted").await?;
+    let cancelled =
+        deliveries::deliveries_cancel_pending(&tx, &endpoint_ids, "the app was deleted").await?;
     tx.commit().await?;
+    crate::metrics::transition("cancelled", cancelled);
     Ok(true)
 }
 

@@ -239,6 +239,19 @@ pub async fn delivery_outcomes_record(
         endpoints::endpoints_disable(&tx, &gone, "the receiver answered 410 Gone").await?;
     }
     tx.commit().await?;
+    for outcome in outcomes
+        .iter()
+        .filter(|o| recorded.contains(&o.delivery_id))
+    {
+        crate::metrics::transition(
+            match outcome.follow_up {
+                FollowUp::None => "succeeded",
+                FollowUp::Retry { .. } => "retry_scheduled",
+                FollowUp::DeadLetter { .. } => "dead",
+            },
+            1,
+        );
+    }
     Ok(recorded)
 }
 
@@ -335,6 +348,7 @@ pub async fn delivery_cancel(
 ) -> Result<CancelOutcome, StoreError> {
     let client = store.client().await?;
     if delivery_cancel_apply(&client, app_id, id).await? {
+        crate::metrics::transition("cancelled", 1);
         return Ok(CancelOutcome::Cancelled);
     }
     Ok(
@@ -382,7 +396,7 @@ pub async fn deliveries_redrive_dead(
              SELECT id, 'redriven', attempts, due_at FROM redriven ORDER BY id",
         )
         .await?;
-    Ok(client
+    let redriven = client
         .execute(
             &stmt,
             &[
@@ -393,7 +407,9 @@ pub async fn deliveries_redrive_dead(
                 &filter.before,
             ],
         )
-        .await?)
+        .await?;
+    crate::metrics::transition("redriven", redriven);
+    Ok(redriven)
 }
 
 /// What a redrive request found.
@@ -435,6 +451,7 @@ pub async fn delivery_redrive(
 ) -> Result<RedriveOutcome, StoreError> {
     let client = store.client().await?;
     if delivery_redrive_apply(&client, app_id, id).await? {
+        crate::metrics::transition("redriven", 1);
         return Ok(RedriveOutcome::Redriven);
     }
     Ok(

@@ -246,3 +246,32 @@ pub async fn endpoint_stats(
         latency_p99_ms: row.try_get("p99")?,
     })
 }
+
+/// How many deliveries are in each state, over every app (for the metrics gauges).
+pub async fn delivery_counts_by_state(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached("SELECT state::text, count(*) FROM deliveries GROUP BY state")
+        .await?;
+    client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// How long the longest-waiting due delivery has been due: pending past its time, or leased past
+/// its lease (a worker died). Zero when nothing is due.
+pub async fn delivery_oldest_due_age(store: &Store) -> Result<std::time::Duration, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT coalesce(extract(epoch FROM clock_timestamp() - min(due_at)), 0)::float8
+             FROM deliveries
+             WHERE state IN ('pending', 'in_flight') AND due_at <= clock_timestamp()",
+        )
+        .await?;
+    let seconds: f64 = client.query_one(&stmt, &[]).await?.try_get(0)?;
+    Ok(std::time::Duration::from_secs_f64(seconds.max(0.0)))
+}

@@ -300,8 +300,10 @@ pub async fn endpoint_delete(
     if deleted.is_empty() {
         return Ok(false);
     }
-    deliveries::deliveries_cancel_pending(&tx, &deleted, "the endpoint was deleted").await?;
+    let cancelled =
+        deliveries::deliveries_cancel_pending(&tx, &deleted, "the endpoint was deleted").await?;
     tx.commit().await?;
+    crate::metrics::transition("cancelled", cancelled);
     Ok(true)
 }
 

@@ -273,6 +273,7 @@ pub async fn events_publish(
         events_insert(&tx, app_id, &ids, &types, &payloads).await?;
         deliveries = deliveries_create_for_events(&tx, app_id, &fresh).await?;
     }
+    let created = deliveries.len();
     let earlier: Vec<Uuid> = original
         .iter()
         .flatten()
@@ -283,6 +284,7 @@ pub async fn events_publish(
         deliveries.extend(deliveries_of_events(&tx, &earlier).await?);
     }
     tx.commit().await?;
+    crate::metrics::events_published(fresh.len(), created);
 
     let mut by_event: HashMap<Uuid, Vec<(DeliveryId, EndpointId)>> = HashMap::new();
     for (event, delivery, endpoint) in deliveries {

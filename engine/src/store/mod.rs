@@ -77,18 +77,23 @@ impl StoreError {
     }
 }
 
+// Every database failure passes through one of these two conversions: they count it.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        Self::Database(e)
+        let error = Self::Database(e);
+        crate::metrics::db_error(error.is_unavailable());
+        error
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
+        let error = match e {
             deadpool_postgres::PoolError::Backend(db) => Self::Database(db),
             other => Self::Unavailable(other.to_string()),
-        }
+        };
+        crate::metrics::db_error(error.is_unavailable());
+        error
     }
 }
 

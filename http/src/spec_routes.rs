@@ -1,12 +1,13 @@
-//! Naming the field at fault when a JSON request body is refused.
+//! The OpenAPI document's route table, for what the router does not tell: which template a path
+//! matches (the `route` label of the request metrics), which methods it takes (the `Allow` header
+//! of a 405), and which field is at fault when a JSON request body is refused.
 //!
 //! poem-openapi refuses a body of the wrong shape, but its message names a type, not the field
 //! (`Expected input type "string", found 7 (occurred while parsing "PublishEvent")`). When it
-//! refuses one, [`RequestSchemas::explain`] walks the body against the operation's request schema
+//! refuses one, [`SpecRoutes::explain`] walks the body against the operation's request schema
 //! in the served OpenAPI document and names the first field that does not fit:
 //! `events[3].type: expected a string, found a number`. It only rewords a refusal; what is
-//! accepted or refused stays poem-openapi's decision. The same route table answers which
-//! methods a path takes, for the `Allow` header of a 405.
+//! accepted or refused stays poem-openapi's decision.
 
 use poem::http::Method;
 use serde_json::Value;
@@ -20,14 +21,24 @@ enum Segment {
     Param,
 }
 
-/// Every operation of the OpenAPI document with its request body schema, if it takes a body.
+/// One operation of the document.
 #[derive(Debug)]
-pub struct RequestSchemas {
-    spec: Value,
-    routes: Vec<(Method, Vec<Segment>, Option<Value>)>,
+struct Operation {
+    method: Method,
+    template: String,
+    segments: Vec<Segment>,
+    /// The request body schema, if the operation takes a body.
+    body: Option<Value>,
 }
 
-impl RequestSchemas {
+/// Every operation of the OpenAPI document.
+#[derive(Debug)]
+pub struct SpecRoutes {
+    spec: Value,
+    routes: Vec<Operation>,
+}
+
+impl SpecRoutes {
     pub fn from_spec(spec: &str) -> Self {
         let spec: Value = serde_json::from_str(spec).unwrap_or_default();
         let mut routes = Vec::new();
@@ -52,7 +63,12 @@ impl RequestSchemas {
                     .as_object()
                     .and_then(|c| c.values().next())
                     .map(|media| media["schema"].clone());
-                routes.push((method, segments.clone(), schema));
+                routes.push(Operation {
+                    method,
+                    template: path.clone(),
+                    segments: segments.clone(),
+                    body: schema,
+                });
             }
         }
         Self { spec, routes }
@@ -62,24 +78,33 @@ impl RequestSchemas {
     /// a place can be named.
     pub fn explain(&self, method: &Method, path: &str, body: &[u8]) -> Option<String> {
         let value: Value = serde_json::from_slice(body).ok()?;
-        let (_, _, schema) = self
+        let schema = self
             .operations_at(path)
             .into_iter()
-            .find(|(m, _, schema)| m == method && schema.is_some())?;
-        self.violation(&value, schema.as_ref()?, "", 0)
+            .find(|op| op.method == method)?
+            .body
+            .as_ref()?;
+        self.violation(&value, schema, "", 0)
+    }
+
+    /// The template of the route `path` matches (`/v1/endpoints/{id}`), if any.
+    pub fn template(&self, path: &str) -> Option<&str> {
+        self.operations_at(path)
+            .first()
+            .map(|op| op.template.as_str())
     }
 
     /// The methods the document lists for `path`, for the `Allow` header of a 405.
     pub fn allowed_methods(&self, path: &str) -> Vec<Method> {
         self.operations_at(path)
             .into_iter()
-            .map(|(m, _, _)| m.clone())
+            .map(|op| op.method.clone())
             .collect()
     }
 
     /// The operations of the template that matches `path`; a literal segment wins over a
     /// parameter, as in the router (`/v1/deliveries/redrive` is not `/v1/deliveries/{id}`).
-    fn operations_at(&self, path: &str) -> Vec<&(Method, Vec<Segment>, Option<Value>)> {
+    fn operations_at(&self, path: &str) -> Vec<&Operation> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let literals = |segments: &[Segment]| {
             segments
@@ -90,9 +115,10 @@ impl RequestSchemas {
         let matching: Vec<_> = self
             .routes
             .iter()
-            .filter(|(_, segments, _)| {
-                segments.len() == parts.len()
-                    && segments
+            .filter(|op| {
+                op.segments.len() == parts.len()
+                    && op
+                        .segments
                         .iter()
                         .zip(&parts)
                         .all(|(segment, part)| match segment {
@@ -101,10 +127,10 @@ impl RequestSchemas {
                         })
             })
             .collect();
-        let best = matching.iter().map(|(_, s, _)| literals(s)).max();
+        let best = matching.iter().map(|op| literals(&op.segments)).max();
         matching
             .into_iter()
-            .filter(|(_, s, _)| Some(literals(s)) == best)
+            .filter(|op| Some(literals(&op.segments)) == best)
             .collect()
     }
 
@@ -296,7 +322,7 @@ mod tests {
 
     #[test]
     fn names_the_field_at_fault() {
-        let schemas = RequestSchemas::from_spec(SPEC);
+        let schemas = SpecRoutes::from_spec(SPEC);
         let explain = |body: &str| schemas.explain(&Method::POST, "/v1/things/x1", body.as_bytes());
         let table = [
             (
@@ -352,5 +378,8 @@ mod tests {
         assert_eq!(schemas.allowed_methods("/v1/things/x9"), [Method::POST]);
         assert!(schemas.allowed_methods("/v1/things").is_empty());
         assert_eq!(schemas.allowed_methods("/v1/things/all"), [Method::GET]);
+        assert_eq!(schemas.template("/v1/things/x9"), Some("/v1/things/{id}"));
+        assert_eq!(schemas.template("/v1/things/all"), Some("/v1/things/all"));
+        assert_eq!(schemas.template("/nowhere"), None);
     }
 }

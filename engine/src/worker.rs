@@ -222,14 +222,34 @@ async fn attempt(context: Arc<AttemptContext>, delivery: Claimed) {
             metrics::delivered_after(since_publish.to_std().unwrap_or_default());
         }
     }
-    tracing::debug!(
-        delivery_id = %delivery.id,
-        event_id = %delivery.event_id,
-        endpoint_id = %delivery.endpoint_id,
-        attempt = delivery.attempt,
-        follow_up = ?outcome.follow_up,
-        "attempt finished"
-    );
+    let error_class = outcome
+        .attempt_record
+        .as_ref()
+        .and_then(|r| r.error_class)
+        .or(match &outcome.follow_up {
+            FollowUp::DeadLetter { class, .. } => *class,
+            _ => None,
+        });
+    // Failures are worth a line at the default level; successes only when debugging.
+    if error_class.is_some() {
+        tracing::info!(
+            delivery_id = %delivery.id,
+            event_id = %delivery.event_id,
+            endpoint_id = %delivery.endpoint_id,
+            attempt = delivery.attempt,
+            error_class,
+            follow_up = ?outcome.follow_up,
+            "attempt failed"
+        );
+    } else {
+        tracing::debug!(
+            delivery_id = %delivery.id,
+            event_id = %delivery.event_id,
+            endpoint_id = %delivery.endpoint_id,
+            attempt = delivery.attempt,
+            "attempt succeeded"
+        );
+    }
     // The recorder outlives every send task; a failed send here means shutdown already gave up
     // on recording, and the lease will expire.
     let _ = context.outcomes.send(outcome);

@@ -31,7 +31,8 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_METRICS_LISTEN         also serve /metrics on this address:port (the only way to
                                scrape a worker-only process)          [default: none]
   HOOKD_METRICS_REFRESH_MS     how often database gauges are re-read  [default: 15000]
-  HOOKD_LOG                    log filter (tracing env-filter syntax) [default: info]";
+  HOOKD_LOG                    log filter (tracing env-filter syntax) [default: info]
+  HOOKD_LOG_FORMAT             text, or json (one object per line)    [default: text]";
 
 /// hookd: a webhook delivery engine on PostgreSQL.
 #[derive(Debug, Parser)]

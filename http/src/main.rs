@@ -32,7 +32,10 @@ use crate::config::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if let Err(e) = init_logging() {
+        eprintln!("hookd: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,13 +55,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr, as text or, with `HOOKD_LOG_FORMAT=json`, one JSON object per line whose
+/// fields (`delivery_id`, `event_id`, `endpoint_id`, `attempt`…) sit at the top level.
+fn init_logging() -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("HOOKD_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => logs.init(),
+        Ok("json") => logs.json().flatten_event(true).init(),
+        Ok(other) => {
+            return Err(format!(
+                "HOOKD_LOG_FORMAT: `{other}` is neither text nor json"
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -105,6 +105,25 @@ pub struct Hookd {
 impl Hookd {
     /// Starts `hookd <role>` (`serve`, `api` or `worker`) with `env` over [`fast_env`].
     pub async fn start(db: &TestDb, role: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(db, role, env, None).await
+    }
+
+    /// Like [`Hookd::start`], collecting every line the process logs (stderr) into `logs`.
+    pub async fn start_logged(
+        db: &TestDb,
+        role: &str,
+        env: &[(&str, &str)],
+        logs: Arc<Mutex<Vec<String>>>,
+    ) -> Self {
+        Self::spawn(db, role, env, Some(logs)).await
+    }
+
+    async fn spawn(
+        db: &TestDb,
+        role: &str,
+        env: &[(&str, &str)],
+        logs: Option<Arc<Mutex<Vec<String>>>>,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hookd"));
         command
             .arg(role)
@@ -117,7 +136,11 @@ impl Hookd {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logs.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true);
         for (key, value) in fast_env() {
             command.env(key, value);
@@ -126,6 +149,14 @@ impl Hookd {
             command.env(key, value);
         }
         let mut child = command.spawn().unwrap();
+        if let (Some(logs), Some(stderr)) = (logs, child.stderr.take()) {
+            let mut lines = BufReader::new(stderr).lines();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut base = String::new();

@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod fuzz;
 mod idempotency;
+mod logs;
 mod metrics;
 mod openapi;
 mod operations;

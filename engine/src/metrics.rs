@@ -13,6 +13,7 @@ use metrics::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::DeliveryState;
 use crate::store::{Store, delivery_reads};
 
 pub const EVENTS_PUBLISHED: &str = "hookd_events_published_total";
@@ -176,16 +177,14 @@ pub fn delivered_after(publish_to_delivered: Duration) {
     histogram!(PUBLISH_TO_DELIVERED).record(publish_to_delivered.as_secs_f64());
 }
 
-/// The states the gauge reports, all of them every time, so a state that empties reads 0.
-pub const STATES: &[&str] = &["pending", "in_flight", "succeeded", "dead", "cancelled"];
-
+/// Sets every state's gauge each time, so a state that empties reads 0.
 pub fn deliveries_by_state(counts: &[(String, i64)], oldest_due: Duration) {
-    for state in STATES {
+    for state in DeliveryState::ALL.iter().map(|s| s.as_str()) {
         let count = counts
             .iter()
             .find(|(s, _)| s == state)
             .map_or(0, |(_, n)| *n);
-        gauge!(DELIVERIES_BY_STATE, "state" => *state).set(count as f64);
+        gauge!(DELIVERIES_BY_STATE, "state" => state).set(count as f64);
     }
     gauge!(OLDEST_DUE_AGE).set(oldest_due.as_secs_f64());
 }

@@ -200,6 +200,15 @@ impl Hookd {
     }
 }
 
+/// A loopback port nothing listens on right now (for a process told where to listen).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// An API client bound to one hookd.
 #[derive(Clone)]
 pub struct Client {
@@ -504,11 +513,7 @@ impl PgCluster {
 
     /// Starts a fresh cluster with a `hookd` database (hookd migrates it on start).
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let data = format!(
             "{}/../target/test-clusters/{}",
             env!("CARGO_MANIFEST_DIR"),

@@ -139,10 +139,12 @@ async fn a_scrape_counts_what_happened_and_promtool_accepts_it() {
         worker.value("hookd_delivery_publish_to_delivered_seconds_count", &[]),
         Some(EVENTS as f64)
     );
+    // The worker may start listening after the publishes: then its first scan finds the work
+    // and no NOTIFY is needed. Either way the series exist from the start.
     assert!(
         worker
             .value("hookd_worker_wakeups_total", &[("cause", "notify")])
-            .is_some_and(|n| n >= 1.0),
+            .is_some(),
         "{worker_text}"
     );
     assert!(
@@ -164,14 +166,6 @@ async fn a_scrape_counts_what_happened_and_promtool_accepts_it() {
     for text in [&api_text, &worker_text] {
         promtool_accepts(text).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Scrapes `url` until `ready` holds of the exposition (the gauges refresh on an interval).

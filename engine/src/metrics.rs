@@ -33,7 +33,7 @@ pub const DB_ERRORS: &str = "hookd_db_errors_total";
 pub const HTTP_REQUESTS: &str = "hookd_http_requests_total";
 pub const HTTP_DURATION: &str = "hookd_http_request_duration_seconds";
 
-/// Every metric name, for the docs test and the exporter's bucket settings.
+/// Every metric name, for the test that keeps docs/OBSERVABILITY.md complete.
 pub const ALL: &[&str] = &[
     EVENTS_PUBLISHED,
     DELIVERIES_CREATED,
@@ -131,25 +131,46 @@ pub fn zero_counters() {
     counter!(EVENTS_PUBLISHED).absolute(0);
     counter!(DELIVERIES_CREATED).absolute(0);
     counter!(ATTEMPTS, "result" => "success", "error_class" => "none").absolute(0);
-    for to in TRANSITION_KINDS {
-        counter!(TRANSITIONS, "to" => *to).absolute(0);
+    for to in Transition::ALL {
+        counter!(TRANSITIONS, "to" => to.as_str()).absolute(0);
     }
-    for cause in ["notify", "scan", "timer", "capacity"] {
-        counter!(WAKEUPS, "cause" => cause).absolute(0);
+    for cause in WakeCause::ALL {
+        counter!(WAKEUPS, "cause" => cause.as_str()).absolute(0);
     }
-    for kind in ["unavailable", "statement"] {
-        counter!(DB_ERRORS, "kind" => kind).absolute(0);
+    for unavailable in [true, false] {
+        counter!(DB_ERRORS, "kind" => db_error_kind(unavailable)).absolute(0);
     }
 }
 
-/// What a transition leads to.
-pub const TRANSITION_KINDS: &[&str] = &[
-    "succeeded",
-    "retry_scheduled",
-    "dead",
-    "redriven",
-    "cancelled",
-];
+/// What a delivery's state change leads to (the `to` label of the transitions counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Succeeded,
+    RetryScheduled,
+    Dead,
+    Redriven,
+    Cancelled,
+}
+
+impl Transition {
+    const ALL: [Self; 5] = [
+        Self::Succeeded,
+        Self::RetryScheduled,
+        Self::Dead,
+        Self::Redriven,
+        Self::Cancelled,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::RetryScheduled => "retry_scheduled",
+            Self::Dead => "dead",
+            Self::Redriven => "redriven",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
 
 pub fn events_published(events: usize, deliveries: usize) {
     counter!(EVENTS_PUBLISHED).increment(events as u64);
@@ -168,9 +189,8 @@ pub fn attempt(error_class: Option<&'static str>, duration: Duration) {
     histogram!(ATTEMPT_DURATION, "result" => result).record(duration.as_secs_f64());
 }
 
-/// A state change; `to` is one of succeeded, retry_scheduled, dead, redriven, cancelled.
-pub fn transition(to: &'static str, count: u64) {
-    counter!(TRANSITIONS, "to" => to).increment(count);
+pub fn transition(to: Transition, count: u64) {
+    counter!(TRANSITIONS, "to" => to.as_str()).increment(count);
 }
 
 pub fn delivered_after(publish_to_delivered: Duration) {
@@ -198,14 +218,21 @@ pub enum WakeCause {
     Capacity,
 }
 
+impl WakeCause {
+    const ALL: [Self; 4] = [Self::Notify, Self::Scan, Self::Timer, Self::Capacity];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::Scan => "scan",
+            Self::Timer => "timer",
+            Self::Capacity => "capacity",
+        }
+    }
+}
+
 pub fn wakeup(cause: WakeCause) {
-    let cause = match cause {
-        WakeCause::Notify => "notify",
-        WakeCause::Scan => "scan",
-        WakeCause::Timer => "timer",
-        WakeCause::Capacity => "capacity",
-    };
-    counter!(WAKEUPS, "cause" => cause).increment(1);
+    counter!(WAKEUPS, "cause" => cause.as_str()).increment(1);
 }
 
 pub fn claimed(batch: usize, in_flight: usize) {
@@ -221,12 +248,15 @@ pub fn pool(in_use: usize, idle: usize, max: usize, waiting: usize) {
 }
 
 pub fn db_error(unavailable: bool) {
-    let kind = if unavailable {
+    counter!(DB_ERRORS, "kind" => db_error_kind(unavailable)).increment(1);
+}
+
+fn db_error_kind(unavailable: bool) -> &'static str {
+    if unavailable {
         "unavailable"
     } else {
         "statement"
-    };
-    counter!(DB_ERRORS, "kind" => kind).increment(1);
+    }
 }
 
 /// One API request; `route` is the route's template (`/v1/endpoints/{id}`), never the raw path.

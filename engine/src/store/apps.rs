@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, deliveries, endpoints};
 use crate::ids::{ApiKeyId, AppId};
+use crate::metrics::Transition;
 use crate::secret::ApiKey;
 
 /// An app.
@@ -160,7 +161,7 @@ pub async fn app_delete(store: &Store, id: AppId) -> Result<bool, StoreError> {
     let cancelled =
         deliveries::deliveries_cancel_pending(&tx, &endpoint_ids, "the app was deleted").await?;
     tx.commit().await?;
-    crate::metrics::transition("cancelled", cancelled);
+    crate::metrics::transition(Transition::Cancelled, cancelled);
     Ok(true)
 }
 

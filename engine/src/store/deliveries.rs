@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, delivery_reads, endpoints};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
+use crate::metrics::Transition;
 use crate::secret::SigningSecret;
 
 /// A delivery leased to this worker, with what it takes to send it.
@@ -245,9 +246,9 @@ pub async fn delivery_outcomes_record(
     {
         crate::metrics::transition(
             match outcome.follow_up {
-                FollowUp::None => "succeeded",
-                FollowUp::Retry { .. } => "retry_scheduled",
-                FollowUp::DeadLetter { .. } => "dead",
+                FollowUp::None => Transition::Succeeded,
+                FollowUp::Retry { .. } => Transition::RetryScheduled,
+                FollowUp::DeadLetter { .. } => Transition::Dead,
             },
             1,
         );
@@ -348,7 +349,7 @@ pub async fn delivery_cancel(
 ) -> Result<CancelOutcome, StoreError> {
     let client = store.client().await?;
     if delivery_cancel_apply(&client, app_id, id).await? {
-        crate::metrics::transition("cancelled", 1);
+        crate::metrics::transition(Transition::Cancelled, 1);
         return Ok(CancelOutcome::Cancelled);
     }
     Ok(
@@ -408,7 +409,7 @@ pub async fn deliveries_redrive_dead(
             ],
         )
         .await?;
-    crate::metrics::transition("redriven", redriven);
+    crate::metrics::transition(Transition::Redriven, redriven);
     Ok(redriven)
 }
 
@@ -451,7 +452,7 @@ pub async fn delivery_redrive(
 ) -> Result<RedriveOutcome, StoreError> {
     let client = store.client().await?;
     if delivery_redrive_apply(&client, app_id, id).await? {
-        crate::metrics::transition("redriven", 1);
+        crate::metrics::transition(Transition::Redriven, 1);
         return Ok(RedriveOutcome::Redriven);
     }
     Ok(

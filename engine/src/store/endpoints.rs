@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, deliveries};
 use crate::ids::{AppId, EndpointId};
+use crate::metrics::Transition;
 use crate::secret::SigningSecret;
 
 /// What an endpoint is created with.
@@ -303,7 +304,7 @@ pub async fn endpoint_delete(
     let cancelled =
         deliveries::deliveries_cancel_pending(&tx, &deleted, "the endpoint was deleted").await?;
     tx.commit().await?;
-    crate::metrics::transition("cancelled", cancelled);
+    crate::metrics::transition(Transition::Cancelled, cancelled);
     Ok(true)
 }
 

@@ -11,6 +11,7 @@ mod fuzz;
 mod idempotency;
 mod logs;
 mod metrics;
+mod monitoring;
 mod openapi;
 mod operations;
 mod projection;

@@ -136,7 +136,17 @@ pub struct Record {
     pub overlapping: u64,
     pub max_delay_ms: i64,
     pub answers: HashMap<&'static str, u64>,
+    /// Accepted webhooks whose payload carried the benchmark's `sent_at_us`: when the publisher
+    /// sent the event and when it arrived here, in µs since the Unix epoch (one clock, one box).
+    pub arrivals: Vec<Arrival>,
     in_progress: HashMap<String, u32>,
+}
+
+/// One accepted webhook's publish and arrival times, µs since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub sent_us: i64,
+    pub arrived_us: i64,
 }
 
 impl Record {
@@ -294,8 +304,12 @@ async fn handle(
     }
     if matches!(behavior, Behavior::Ok | Behavior::Slow) {
         *record.accepted.entry(id).or_default() += 1;
-        if let Some(delay) = publish_delay_ms(&body) {
+        let times = publish_times(&body);
+        if let Some(delay) = times.delay_ms {
             record.max_delay_ms = record.max_delay_ms.max(delay);
+        }
+        if let Some(arrival) = times.arrival {
+            record.arrivals.push(arrival);
         }
     }
     answer
@@ -326,11 +340,31 @@ async fn answer(state: &State, behavior: Behavior) -> Result<Response<Full<Bytes
     })
 }
 
-/// Milliseconds from the event's publish time (the body's `timestamp`) to now.
-fn publish_delay_ms(body: &[u8]) -> Option<i64> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let published = chrono::DateTime::parse_from_rfc3339(value["timestamp"].as_str()?).ok()?;
-    Some((chrono::Utc::now() - published.with_timezone(&chrono::Utc)).num_milliseconds())
+/// What a webhook's body says about when its event was published.
+struct PublishTimes {
+    /// Milliseconds from the event's publish time (the body's `timestamp`) to now.
+    delay_ms: Option<i64>,
+    /// When the benchmark sent it (`data.sent_at_us`), and now.
+    arrival: Option<Arrival>,
+}
+
+fn publish_times(body: &[u8]) -> PublishTimes {
+    let now = chrono::Utc::now();
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return PublishTimes {
+            delay_ms: None,
+            arrival: None,
+        };
+    };
+    let delay_ms = value["timestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|published| (now - published.with_timezone(&chrono::Utc)).num_milliseconds());
+    let arrival = value["data"]["sent_at_us"].as_i64().map(|sent_us| Arrival {
+        sent_us,
+        arrived_us: now.timestamp_micros(),
+    });
+    PublishTimes { delay_ms, arrival }
 }
 
 #[cfg(test)]

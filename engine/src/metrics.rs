@@ -26,6 +26,7 @@ pub const DELIVERIES_BY_STATE: &str = "hookd_deliveries";
 pub const OLDEST_DUE_AGE: &str = "hookd_oldest_due_delivery_age_seconds";
 pub const WAKEUPS: &str = "hookd_worker_wakeups_total";
 pub const CLAIM_BATCH: &str = "hookd_worker_claim_batch_size";
+pub const CLAIM_DURATION: &str = "hookd_worker_claim_duration_seconds";
 pub const IN_FLIGHT: &str = "hookd_worker_in_flight";
 pub const POOL_CONNECTIONS: &str = "hookd_db_pool_connections";
 pub const POOL_WAITING: &str = "hookd_db_pool_waiting";
@@ -45,6 +46,7 @@ pub const ALL: &[&str] = &[
     OLDEST_DUE_AGE,
     WAKEUPS,
     CLAIM_BATCH,
+    CLAIM_DURATION,
     IN_FLIGHT,
     POOL_CONNECTIONS,
     POOL_WAITING,
@@ -104,6 +106,12 @@ pub fn describe() {
          (re)connects), timer (a due time or a lease expiry), capacity (a send finished)."
     );
     describe_histogram!(CLAIM_BATCH, "Deliveries claimed per claim statement.");
+    describe_histogram!(
+        CLAIM_DURATION,
+        Unit::Seconds,
+        "Time the claim statement took, successful claims only (a long queue or dead tuples at \
+         its head show here first)."
+    );
     describe_gauge!(IN_FLIGHT, "Webhooks this worker is sending right now.");
     describe_gauge!(
         POOL_CONNECTIONS,
@@ -235,8 +243,9 @@ pub fn wakeup(cause: WakeCause) {
     counter!(WAKEUPS, "cause" => cause.as_str()).increment(1);
 }
 
-pub fn claimed(batch: usize, in_flight: usize) {
+pub fn claimed(batch: usize, in_flight: usize, took: Duration) {
     histogram!(CLAIM_BATCH).record(batch as f64);
+    histogram!(CLAIM_DURATION).record(took.as_secs_f64());
     gauge!(IN_FLIGHT).set(in_flight as f64);
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
 use rand::RngExt as _;
@@ -48,6 +48,18 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// How long shutdown waits for in-flight sends before releasing them.
     pub shutdown_grace: Duration,
+    /// What tells the worker that new work was published.
+    pub wake: Wake,
+}
+
+/// What tells a worker that new work was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A NOTIFY from the publishing transaction's commit: the default and the design.
+    Notify,
+    /// No LISTEN; a claim every interval. Exists only so the benchmark can measure what the
+    /// doorbell is worth against the same build polling.
+    Poll(Duration),
 }
 
 /// Least wait before claiming again when due work exists but could not be claimed (another
@@ -64,11 +76,14 @@ const OUTCOME_BATCH: usize = 512;
 pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
     let listener_stop = CancellationToken::new();
-    let listener = tokio::spawn(crate::listener::listen(
-        store.pg_config().clone(),
-        wake.clone(),
-        listener_stop.clone(),
-    ));
+    let listener = match config.wake {
+        Wake::Notify => Some(tokio::spawn(crate::listener::listen(
+            store.pg_config().clone(),
+            wake.clone(),
+            listener_stop.clone(),
+        ))),
+        Wake::Poll(_) => None,
+    };
     let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_outcomes(
         store.clone(),
@@ -94,6 +109,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
         let mut sleep_for = None;
         if free > 0 {
             let want = free.min(config.claim_batch);
+            let claim_started = Instant::now();
             match claim(&store, &config, want).await {
                 Ok(claimed) => {
                     let got = claimed.len();
@@ -102,7 +118,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                         let handle = sends.spawn(attempt(context.clone(), delivery));
                         leases.insert(handle.id(), lease);
                     }
-                    metrics::claimed(got, sends.len());
+                    metrics::claimed(got, sends.len(), claim_started.elapsed());
                     if got == want {
                         continue;
                     }
@@ -120,6 +136,9 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                     sleep_for = Some(DATABASE_RETRY);
                 }
             }
+        }
+        if let Wake::Poll(every) = config.wake {
+            sleep_for = Some(sleep_for.map_or(every, |due| due.min(every)));
         }
         // Notify and scan wake-ups are counted by the listener, which knows which it rang.
         tokio::select! {
@@ -162,7 +181,9 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
         }
     }
     listener_stop.cancel();
-    let _ = listener.await;
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
 }
 
 async fn claim(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use hookd_engine::retry::RetryPolicy;
 use hookd_engine::vault::Vault;
-use hookd_engine::worker::WorkerConfig;
+use hookd_engine::worker::{Wake, WorkerConfig};
 
 const ENVIRONMENT: &str = "\
 Environment (each also a flag of the subcommands that use it; see `hookd <command> --help`):
@@ -220,6 +220,10 @@ pub struct WorkerArgs {
     /// On SIGTERM, how long in-flight sends may finish before they are released, in ms.
     #[arg(long, env = "HOOKD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Benchmark only: poll for work every this many ms instead of listening for NOTIFY, so
+    /// the benchmark can compare the two with one build. Hidden: nobody should run this way.
+    #[arg(long, env = "HOOKD_BENCH_POLL_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub bench_poll_ms: Option<u64>,
 }
 
 impl WorkerArgs {
@@ -240,6 +244,9 @@ impl WorkerArgs {
             default_timeout: Duration::from_millis(self.delivery_timeout_ms),
             retry: self.retry_policy(),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            wake: self
+                .bench_poll_ms
+                .map_or(Wake::Notify, |ms| Wake::Poll(Duration::from_millis(ms))),
         }
     }
 }

@@ -1,0 +1,197 @@
+//! A fresh database per scenario and hookd processes running against it, driven over its API.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio_postgres::NoTls;
+
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+/// Seals endpoint secrets at rest (base64 of 32 bytes); a benchmark-only key.
+const MASTER_KEY: &str = "YmVuY2htYXJrLW1hc3Rlci1rZXktMzItYnl0ZXMhISE=";
+
+/// A database of the scenario's own, dropped and created afresh, then migrated.
+pub struct Database {
+    pub url: String,
+    pub client: tokio_postgres::Client,
+}
+
+impl Database {
+    pub async fn fresh(admin_url: &str, hookd: &Path, name: &str) -> anyhow::Result<Self> {
+        let admin = connect(admin_url).await?;
+        let db = format!("hookd_bench_{name}");
+        // Two calls: a multi-statement string is one implicit transaction, which DROP DATABASE
+        // refuses.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            admin
+                .batch_execute(&statement)
+                .await
+                .context("cannot create the scenario's database")?;
+        }
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
+        let url = format!("{base}/{db}");
+        let output = Command::new(hookd)
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .env("HOOKD_LOG", "warn")
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", hookd.display()))?;
+        if !output.status.success() {
+            bail!("hookd migrate: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let client = connect(&url).await?;
+        Ok(Self { url, client })
+    }
+
+    pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+        Ok(self.client.query_one(sql, &[]).await?.get(0))
+    }
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A hookd child process.
+pub struct Hookd {
+    child: Child,
+    /// The API's base URL; empty for a worker-only process.
+    pub base: String,
+}
+
+impl Hookd {
+    /// Starts `hookd <role>` against `db` with production defaults, except that loopback
+    /// receivers are allowed, plus `env`.
+    pub async fn start(
+        binary: &Path,
+        db: &Database,
+        role: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command
+            .arg(role)
+            .env("DATABASE_URL", &db.url)
+            .env("HOOKD_LISTEN", "127.0.0.1:0")
+            .env("HOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("HOOKD_MASTER_KEY", MASTER_KEY)
+            .env("HOOKD_ALLOW_PRIVATE_TARGETS", "true")
+            .env("HOOKD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut base = String::new();
+        if role != "worker" {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .context("hookd did not start listening")??
+                .context("hookd exited before listening")?;
+            base = line
+                .strip_prefix("hookd listening on ")
+                .with_context(|| format!("unexpected first line: {line}"))?
+                .to_owned();
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, base })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await?;
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(())
+    }
+}
+
+/// The API, as the benchmark's clients use it.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(hookd: &Hookd) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .build()?,
+            base: hookd.base.clone(),
+        })
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// An app; returns its API key.
+    pub async fn create_app(&self) -> anyhow::Result<String> {
+        let app = self
+            .post("/v1/apps", ADMIN_TOKEN, &json!({"name": "bench"}))
+            .await?;
+        app["api_key"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no api_key in the answer")
+    }
+
+    /// An endpoint for `event_type` at `url`, signing with `secret`.
+    pub async fn create_endpoint(
+        &self,
+        key: &str,
+        url: &str,
+        secret: &str,
+        event_type: &str,
+        timeout_ms: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let mut body = json!({"url": url, "secret": secret, "event_types": [event_type]});
+        if let Some(ms) = timeout_ms {
+            body["timeout_ms"] = json!(ms);
+        }
+        self.post("/v1/endpoints", key, &body).await?;
+        Ok(())
+    }
+}

@@ -66,6 +66,9 @@ pub enum Wake {
 /// worker holds it): it will be leased, and due again only at lease expiry, within moments.
 const CONTENDED_RETRY: Duration = Duration::from_millis(20);
 
+/// Longest a free slot waits for others to free up before a busy worker claims for it alone.
+const REFILL_WAIT: Duration = Duration::from_millis(2);
+
 /// Wait after a database error before trying again.
 const DATABASE_RETRY: Duration = Duration::from_millis(500);
 
@@ -98,6 +101,18 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
 
     let mut sends: JoinSet<()> = JoinSet::new();
     let mut leases: HashMap<tokio::task::Id, (DeliveryId, i32)> = HashMap::new();
+    // Whether work may be due that this worker has not claimed: true after a notification, a
+    // timer or the start; false once a claim came back short. A finished send frees a slot
+    // but makes nothing due, so it only claims while this holds.
+    let mut maybe_due = true;
+    // When the next retry or lease expiry falls due, by the database's clock, once a claim came
+    // back short; or when to try again after a database error.
+    let mut due_at: Option<Instant> = None;
+    // When the worker is busy, slots free up one send at a time; claiming for each alone would
+    // cost a statement and a commit per delivery. It waits until a refill's worth of slots is
+    // free, or until the first free slot has waited REFILL_WAIT.
+    let refill = (config.concurrency / 4).clamp(1, config.claim_batch.max(1));
+    let mut slot_free_since: Option<Instant> = None;
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
@@ -106,49 +121,62 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
             break;
         }
         let free = config.concurrency.saturating_sub(sends.len());
-        let mut sleep_for = None;
-        if free > 0 {
-            let want = free.min(config.claim_batch);
-            let claim_started = Instant::now();
-            match claim(&store, &config, want).await {
-                Ok(claimed) => {
-                    let got = claimed.len();
-                    for delivery in claimed {
-                        let lease = (delivery.id, delivery.attempt);
-                        let handle = sends.spawn(attempt(context.clone(), delivery));
-                        leases.insert(handle.id(), lease);
-                    }
-                    metrics::claimed(got, sends.len(), claim_started.elapsed());
-                    if got == want {
-                        continue;
-                    }
-                    sleep_for = match delivery_next_due_in(&store).await {
-                        Ok(Some(due)) => Some(due.max(CONTENDED_RETRY)),
-                        Ok(None) => None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot read the next due time");
-                            Some(DATABASE_RETRY)
+        let mut refill_at = None;
+        if maybe_due && free > 0 {
+            let first_free = *slot_free_since.get_or_insert_with(Instant::now);
+            if free < refill && first_free.elapsed() < REFILL_WAIT {
+                refill_at = Some(first_free + REFILL_WAIT);
+            } else {
+                slot_free_since = None;
+                let want = free.min(config.claim_batch);
+                let claim_started = Instant::now();
+                match claim(&store, &config, want).await {
+                    Ok(claimed) => {
+                        let got = claimed.len();
+                        for delivery in claimed {
+                            let lease = (delivery.id, delivery.attempt);
+                            let handle = sends.spawn(attempt(context.clone(), delivery));
+                            leases.insert(handle.id(), lease);
                         }
-                    };
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "claim failed");
-                    sleep_for = Some(DATABASE_RETRY);
+                        metrics::claimed(got, sends.len(), claim_started.elapsed());
+                        if got == want {
+                            continue;
+                        }
+                        maybe_due = false;
+                        due_at = match delivery_next_due_in(&store).await {
+                            Ok(due) => due.map(|due| Instant::now() + due.max(CONTENDED_RETRY)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot read the next due time");
+                                Some(Instant::now() + DATABASE_RETRY)
+                            }
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed");
+                        maybe_due = false;
+                        due_at = Some(Instant::now() + DATABASE_RETRY);
+                    }
                 }
             }
         }
         if let Wake::Poll(every) = config.wake {
-            sleep_for = Some(sleep_for.map_or(every, |due| due.min(every)));
+            let poll_at = Instant::now() + every;
+            due_at = Some(due_at.map_or(poll_at, |due| due.min(poll_at)));
         }
         // Notify and scan wake-ups are counted by the listener, which knows which it rang.
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = &mut notified => {}
+            () = &mut notified => maybe_due = true,
             Some(done) = sends.join_next_with_id(), if !sends.is_empty() => {
                 forget_lease(&mut leases, done);
                 metrics::wakeup(WakeCause::Capacity);
             }
-            () = sleep_or_forever(sleep_for) => metrics::wakeup(WakeCause::Timer),
+            () = sleep_or_forever(due_at) => {
+                maybe_due = true;
+                due_at = None;
+                metrics::wakeup(WakeCause::Timer);
+            }
+            () = sleep_or_forever(refill_at) => {}
         }
     }
 
@@ -220,9 +248,9 @@ fn forget_lease(
     }
 }
 
-async fn sleep_or_forever(duration: Option<Duration>) {
-    match duration {
-        Some(d) => tokio::time::sleep(d).await,
+async fn sleep_or_forever(until: Option<Instant>) {
+    match until {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }

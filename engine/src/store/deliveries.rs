@@ -77,6 +77,11 @@ pub struct Outcome {
     pub disable_endpoint: bool,
 }
 
+/// The claim statement (`claim_due.sql`); public so that the benchmark can EXPLAIN exactly what
+/// workers run. Parameters: worker id (text), batch size, default timeout and lease margin in ms
+/// (bigint).
+pub const CLAIM_DUE_SQL: &str = include_str!("claim_due.sql");
+
 /// Leases up to `batch` due deliveries to `worker_id` (see `claim_due.sql`).
 pub async fn delivery_claim_due(
     store: &Store,
@@ -86,7 +91,7 @@ pub async fn delivery_claim_due(
     lease_margin: Duration,
 ) -> Result<Vec<Claimed>, StoreError> {
     let client = store.client().await?;
-    let stmt = client.prepare_cached(include_str!("claim_due.sql")).await?;
+    let stmt = client.prepare_cached(CLAIM_DUE_SQL).await?;
     let timeout_ms = millis(default_timeout);
     let margin_ms = millis(lease_margin);
     let rows = client

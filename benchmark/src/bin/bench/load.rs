@@ -42,11 +42,34 @@ impl Published {
     }
 }
 
-/// `clients` clients, each posting one event per request and waiting for its answer, for `run`.
-pub async fn single_closed_loop(
+/// What one request carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// `POST /v1/events`, one event.
+    Single,
+    /// `POST /v1/events/batch` with this many events.
+    Batch(usize),
+}
+
+impl Shape {
+    fn request(self, event_type: &str) -> (&'static str, Value, u64) {
+        match self {
+            Self::Single => ("/v1/events", event(event_type), 1),
+            Self::Batch(size) => {
+                let events: Vec<_> = (0..size).map(|_| event(event_type)).collect();
+                ("/v1/events/batch", json!({ "events": events }), size as u64)
+            }
+        }
+    }
+}
+
+/// `clients` clients, each sending a request and waiting for its answer, again and again, for
+/// `run`.
+pub async fn closed_loop(
     api: &Api,
     key: &str,
     event_type: &str,
+    shape: Shape,
     clients: usize,
     run: Duration,
 ) -> Published {
@@ -57,10 +80,11 @@ pub async fn single_closed_loop(
         tasks.spawn(async move {
             let mut mine = Published::default();
             while started.elapsed() < run {
+                let (path, body, events) = shape.request(&event_type);
                 let sent = Instant::now();
-                match api.post("/v1/events", &key, &event(&event_type)).await {
+                match api.post(path, &key, &body).await {
                     Ok(_) => {
-                        mine.events += 1;
+                        mine.events += events;
                         mine.acks_us.push(sent.elapsed().as_micros() as u64);
                     }
                     Err(_) => mine.errors += 1,
@@ -96,11 +120,9 @@ pub async fn batches(
         let (api, key, event_type) = (api.clone(), key.to_owned(), event_type.to_owned());
         tasks.spawn(async move {
             let _permit = permit;
-            let events: Vec<_> = (0..size).map(|_| event(&event_type)).collect();
+            let (path, body, _) = Shape::Batch(size).request(&event_type);
             let sent = Instant::now();
-            let result = api
-                .post("/v1/events/batch", &key, &json!({ "events": events }))
-                .await;
+            let result = api.post(path, &key, &body).await;
             (result.is_ok(), sent.elapsed())
         });
     }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use hookd_benchmark::receiver::{self, Arrival, Mix, Receiver, ReceiverConfig};
 use hookd_engine::secret::SigningSecret;
+use hookd_engine::store::deliveries::CLAIM_DUE_SQL;
 use serde_json::{Value, json};
 
 use crate::hookd::{Api, Database, Hookd, connect};
-use crate::load::{self, Latency, Published};
+use crate::load::{self, Latency, Published, Shape};
 use crate::resources::Sampler;
 
 pub struct Bench {
@@ -251,8 +252,15 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
     let mut runs = Vec::new();
     let sampler = world.sampler().await?;
     for clients in [1, 16, 64] {
-        let p =
-            load::single_closed_loop(&world.api, &world.key, "bench.ingest", clients, run).await;
+        let p = load::closed_loop(
+            &world.api,
+            &world.key,
+            "bench.ingest",
+            Shape::Single,
+            clients,
+            run,
+        )
+        .await;
         runs.push(
             json!({"form": format!("single, concurrency {clients}"), "result": published(&p)}),
         );
@@ -379,6 +387,7 @@ async fn load_and_drain(
     if loaded.errors > 0 {
         bail!("{} batch requests failed while loading", loaded.errors);
     }
+    let claim_plan = explain_claim(&world.db).await?;
     let started = Instant::now();
     let metrics_at = format!("127.0.0.1:{}", free_port()?);
     world
@@ -409,8 +418,33 @@ async fn load_and_drain(
     Ok(json!({
         "loaded": count, "load_events_per_s": loaded.rate(),
         "drained": arrivals.len(), "drain_deliveries_per_s": count as f64 / drain_secs,
-        "dead_tuples_after": dead_tuples, "claim": claim, "resources": usage,
+        "dead_tuples_after": dead_tuples, "claim": claim, "claim_plan": claim_plan,
+        "resources": usage,
     }))
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the workers' own claim statement at the head of the loaded
+/// queue, in a transaction rolled back afterwards (ANALYZE runs it).
+async fn explain_claim(db: &Database) -> anyhow::Result<Vec<String>> {
+    db.client
+        .batch_execute(&format!(
+            "BEGIN; PREPARE bench_claim(text, bigint, bigint, bigint) AS {CLAIM_DUE_SQL}"
+        ))
+        .await?;
+    let messages = db
+        .client
+        .simple_query("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000)")
+        .await;
+    db.client
+        .batch_execute("ROLLBACK; DEALLOCATE bench_claim")
+        .await?;
+    Ok(messages?
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -488,15 +522,16 @@ async fn backlog(bench: &Bench) -> anyhow::Result<Value> {
     Ok(json!({"small": small, "large": large, "large_to_small_rate": ratio}))
 }
 
-/// Scenario 5: end-to-end throughput with and without a REPEATABLE READ transaction held open.
+/// Scenario 5: end-to-end throughput with and without a REPEATABLE READ transaction held open
+/// for the whole run (120 s): its snapshot pins every row version deleted or updated after it,
+/// so vacuum can reclaim nothing on the queue tables while it lasts.
 async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
-    let run_requests = bench.pick(1200, 10);
+    let run = bench.secs(120, 2);
     let mut runs = Vec::new();
     for with_reader in [false, true] {
         let world = World::start(bench, "long_reader", &["serve"], &[]).await?;
         let receiver = world.receiver(fast(), HANG).await?;
         world.endpoint(&receiver, "l", "bench.reader", None).await?;
-        // The reader's snapshot pins every row version created after it until it ends.
         let reader = connect(&world.db.url).await?;
         if with_reader {
             reader
@@ -505,17 +540,25 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
                 )
                 .await?;
         }
-        let started = Instant::now();
-        let p = load::batches(&world.api, &world.key, "bench.reader", 100, run_requests, 4).await;
-        let arrivals =
-            wait_for_arrivals(&receiver, p.events as usize, Duration::from_secs(900)).await?;
-        let secs = started.elapsed().as_secs_f64();
+        // Publishing outpaces delivery, so what arrives within the run is delivery capacity.
+        let p = load::closed_loop(
+            &world.api,
+            &world.key,
+            "bench.reader",
+            Shape::Batch(100),
+            2,
+            run,
+        )
+        .await;
+        let arrivals = take_arrivals(&receiver);
         if with_reader {
             reader.batch_execute("COMMIT").await?;
         }
+        let secs = p.elapsed.as_secs_f64();
         runs.push(json!({
             "form": if with_reader { "reader open" } else { "no reader" },
-            "seconds": secs, "deliveries_per_s": arrivals.len() as f64 / secs,
+            "seconds": secs, "published": published(&p),
+            "deliveries_per_s": arrivals.len() as f64 / secs,
             "delivery": delivered(&arrivals),
         }));
         world.stop().await?;

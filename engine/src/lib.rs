@@ -20,6 +20,7 @@ pub mod listener;
 pub mod metrics;
 pub mod outcome;
 pub mod projection;
+pub mod publisher;
 pub mod retry;
 pub mod secret;
 pub mod sender;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use hookd_engine::publisher::Publisher;
 use hookd_engine::sender::{Sender, SenderConfig};
 use hookd_engine::store::{Store, check, migrate, secrets};
 use hookd_engine::vault::Vault;
@@ -29,6 +30,11 @@ use crate::config::{
     ApiArgs, Cli, Command, DatabaseArgs, MasterKeyArgs, MetricsArgs, ProjectionCommand,
     SecretsCommand, WorkerArgs,
 };
+
+/// Publish transactions an API process runs at once. Each takes every request that arrived while
+/// the others ran, so a few suffice to keep the database busy; the rest of the pool stays free
+/// for key lookups and reads.
+const PUBLISH_COMMITTERS: usize = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -145,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The document describes routes only; the pool is never used, so nothing connects.
             let store = Store::connect("postgres://localhost/hookd", 1)?;
             let service = api::service(Arc::new(api::ApiState {
+                publisher: Publisher::start(store.clone(), 1),
                 store,
                 admin_token: String::new(),
                 allow_private_targets: false,
@@ -258,6 +265,7 @@ async fn serve_api(
 ) -> anyhow::Result<()> {
     let max_body_bytes = args.max_body_bytes;
     let service = api::service(Arc::new(api::ApiState {
+        publisher: Publisher::start(store.clone(), PUBLISH_COMMITTERS),
         store,
         admin_token: args.admin_token.clone(),
         allow_private_targets,

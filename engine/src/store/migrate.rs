@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_secret_rotation.sql",
         sql: include_str!("../../../migrations/0004_secret_rotation.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_queue_autovacuum.sql",
+        sql: include_str!("../../../migrations/0005_queue_autovacuum.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

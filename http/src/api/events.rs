@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hookd_engine::ids::{EndpointId, EventId};
+use hookd_engine::publisher::EventToPublish;
 use hookd_engine::store::{delivery_reads, events as store, ingest};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -143,60 +144,34 @@ fn event_out(event: store::Event) -> ApiResult<EventOut> {
 /// The most deliveries an event shows inline.
 const EVENT_DELIVERIES_SHOWN: i64 = 1000;
 
-/// An event as the store takes it, with the owned text it borrows from.
-struct Prepared {
-    event_type: String,
-    payload: String,
-    endpoint_ids: Option<Vec<EndpointId>>,
+/// Checks one event of a request; `field` prefixes error details (`events[3].` in a batch).
+fn prepare(
+    field: &str,
+    event_type: Text,
+    payload: &serde_json::Value,
+    endpoint_ids: Option<Vec<Id<EndpointId>>>,
     idempotency_key: Option<String>,
-    request_hash: [u8; 32],
-}
-
-impl Prepared {
-    /// Checks one event; `field` prefixes error details (`events[3].` in a batch).
-    fn new(
-        field: &str,
-        event_type: Text,
-        payload: &serde_json::Value,
-        endpoint_ids: Option<Vec<Id<EndpointId>>>,
-        idempotency_key: Option<String>,
-    ) -> ApiResult<Self> {
-        let payload = serde_json::to_string(payload)
-            .map_err(|e| ApiError::invalid(format!("{field}payload: {e}")))?;
-        let endpoint_ids: Option<Vec<EndpointId>> =
-            endpoint_ids.map(|ids| ids.into_iter().map(|Id(id)| id).collect());
-        // The hash covers everything that decides what the request does.
-        let mut hasher = Sha256::new();
-        hasher.update(event_type.as_bytes());
+) -> ApiResult<EventToPublish> {
+    let payload = serde_json::to_string(payload)
+        .map_err(|e| ApiError::invalid(format!("{field}payload: {e}")))?;
+    let endpoint_ids: Option<Vec<EndpointId>> =
+        endpoint_ids.map(|ids| ids.into_iter().map(|Id(id)| id).collect());
+    // The hash covers everything that decides what the request does.
+    let mut hasher = Sha256::new();
+    hasher.update(event_type.as_bytes());
+    hasher.update([0]);
+    hasher.update(payload.as_bytes());
+    for id in endpoint_ids.iter().flatten() {
         hasher.update([0]);
-        hasher.update(payload.as_bytes());
-        for id in endpoint_ids.iter().flatten() {
-            hasher.update([0]);
-            hasher.update(id.0.as_bytes());
-        }
-        Ok(Self {
-            event_type: event_type.0,
-            payload,
-            endpoint_ids,
-            idempotency_key,
-            request_hash: hasher.finalize().into(),
-        })
+        hasher.update(id.0.as_bytes());
     }
-
-    fn as_new_event(&self) -> ingest::NewEvent<'_> {
-        ingest::NewEvent {
-            event_type: &self.event_type,
-            payload: &self.payload,
-            endpoint_ids: self.endpoint_ids.as_deref(),
-            idempotency: self
-                .idempotency_key
-                .as_deref()
-                .map(|key| ingest::IdempotencyKey {
-                    key,
-                    request_hash: self.request_hash,
-                }),
-        }
-    }
+    let request_hash: [u8; 32] = hasher.finalize().into();
+    Ok(EventToPublish {
+        event_type: event_type.0,
+        payload,
+        endpoint_ids,
+        idempotency: idempotency_key.map(|key| (key, request_hash)),
+    })
 }
 
 fn accepted(published: ingest::Published) -> EventAccepted {
@@ -218,7 +193,7 @@ impl EventsApi {
     async fn publish(
         &self,
         app_id: hookd_engine::ids::AppId,
-        prepared: &[Prepared],
+        prepared: Vec<EventToPublish>,
         batch: bool,
     ) -> ApiResult<Vec<EventAccepted>> {
         let prefix = |i: usize| {
@@ -228,9 +203,7 @@ impl EventsApi {
                 String::new()
             }
         };
-        let events: Vec<ingest::NewEvent<'_>> =
-            prepared.iter().map(Prepared::as_new_event).collect();
-        match ingest::events_publish(&self.0.store, app_id, &events).await? {
+        match self.0.publisher.publish(app_id, prepared).await? {
             ingest::PublishOutcome::Published(published) => {
                 Ok(published.into_iter().map(accepted).collect())
             }
@@ -291,16 +264,14 @@ impl EventsApi {
     ) -> ApiResult<EventAcceptedResponse> {
         let app_id = self.0.app_of(&auth).await?;
         let body = body.0;
-        let prepared = Prepared::new(
+        let prepared = prepare(
             "",
             body.event_type,
             &body.payload,
             body.endpoint_ids,
             idempotency_key.0,
         )?;
-        let mut accepted = self
-            .publish(app_id, std::slice::from_ref(&prepared), false)
-            .await?;
+        let mut accepted = self.publish(app_id, vec![prepared], false).await?;
         let accepted = accepted
             .pop()
             .ok_or_else(|| ApiError::new(ProblemKind::Internal, "publishing returned nothing"))?;
@@ -324,7 +295,7 @@ impl EventsApi {
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                Prepared::new(
+                prepare(
                     &format!("events[{i}]."),
                     e.event_type,
                     &e.payload,
@@ -333,7 +304,7 @@ impl EventsApi {
                 )
             })
             .collect::<ApiResult<Vec<_>>>()?;
-        let data = self.publish(app_id, &prepared, true).await?;
+        let data = self.publish(app_id, prepared, true).await?;
         Ok(BatchAcceptedResponse::Accepted(Json(BatchAccepted {
             data,
         })))

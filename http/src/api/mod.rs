@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hookd_engine::ids::AppId;
+use hookd_engine::publisher::Publisher;
 use hookd_engine::secret::ApiKey;
 use hookd_engine::store::{Store, apps as app_store};
 use poem_openapi::auth::Bearer;
@@ -29,6 +30,8 @@ use crate::problem::{ApiError, ProblemKind};
 #[derive(Debug)]
 pub struct ApiState {
     pub store: Store,
+    /// Publishes events with group commit: concurrent publish requests share a transaction.
+    pub publisher: Publisher,
     pub admin_token: String,
     /// Whether endpoints may point at loopback and private addresses.
     pub allow_private_targets: bool,

@@ -22,8 +22,8 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_MAX_ATTEMPTS           attempts before dead-lettering         [default: 18 (~35 h)]
   HOOKD_DELIVERY_TIMEOUT_MS    total time an attempt may take         [default: 15000]
   HOOKD_CONNECT_TIMEOUT_MS     time to connect to a receiver          [default: 5000]
-  HOOKD_WORKER_CONCURRENCY     webhooks in flight per worker process  [default: 64]
-  HOOKD_CLAIM_BATCH            deliveries claimed per query           [default: 64]
+  HOOKD_WORKER_CONCURRENCY     webhooks in flight per worker process  [default: 256]
+  HOOKD_CLAIM_BATCH            deliveries claimed per query           [default: 128]
   HOOKD_LEASE_MARGIN_MS        lease = attempt timeout + this margin  [default: 30000]
   HOOKD_SHUTDOWN_GRACE_MS      time in-flight sends get on SIGTERM    [default: 10000]
   HOOKD_DB_POOL_SIZE           database connections per process       [default: 16]
@@ -208,10 +208,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "HOOKD_CONNECT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_timeout_ms: u64,
     /// Webhooks in flight at once in this process.
-    #[arg(long, env = "HOOKD_WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, env = "HOOKD_WORKER_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub worker_concurrency: u32,
     /// Deliveries claimed per query.
-    #[arg(long, env = "HOOKD_CLAIM_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    #[arg(long, env = "HOOKD_CLAIM_BATCH", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub claim_batch: u32,
     /// A lease lasts the attempt's timeout plus this margin, in ms; a dead worker's deliveries
     /// are retried once it expires.

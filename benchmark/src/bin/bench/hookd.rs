@@ -18,6 +18,8 @@ const MASTER_KEY: &str = "YmVuY2htYXJrLW1hc3Rlci1rZXktMzItYnl0ZXMhISE=";
 pub struct Database {
     pub url: String,
     pub client: tokio_postgres::Client,
+    admin: tokio_postgres::Client,
+    name: String,
 }
 
 impl Database {
@@ -50,7 +52,26 @@ impl Database {
             bail!("hookd migrate: {}", String::from_utf8_lossy(&output.stderr));
         }
         let client = connect(&url).await?;
-        Ok(Self { url, client })
+        Ok(Self {
+            url,
+            client,
+            admin,
+            name: db,
+        })
+    }
+
+    /// Drops the database, so that vacuuming what a finished scenario left behind does not
+    /// run during the next one.
+    pub async fn drop(self) -> anyhow::Result<()> {
+        drop(self.client);
+        self.admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .context("cannot drop the scenario's database")?;
+        Ok(())
     }
 
     pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {

@@ -238,8 +238,8 @@ fn markdown(doc: &Value) -> String {
         let _ = writeln!(md, "| {figure} | {target} | {measured} |");
     }
     md.push_str(
-        "\n| scenario | run | rate | p50 | p99 | max | hookd RSS / CPU | PostgreSQL PSS / CPU |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "\n| scenario | run | rate | p50 | p95 | p99 | max | hookd RSS / CPU | PostgreSQL PSS / CPU |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (name, scenario) in doc["scenarios"].as_object().into_iter().flatten() {
         for (form, figures) in lines(scenario) {
@@ -324,9 +324,10 @@ fn lines(scenario: &Value) -> Vec<(String, String)> {
             (
                 form,
                 format!(
-                    "{} | {} | {} | {} | {} | {}",
+                    "{} | {} | {} | {} | {} | {} | {}",
                     rate.unwrap_or_default(),
                     ms("p50_ms"),
+                    ms("p95_ms"),
                     ms("p99_ms"),
                     ms("max_ms"),
                     usage("hookd_peak_rss_mib", "hookd_cores"),

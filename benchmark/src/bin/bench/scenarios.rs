@@ -165,7 +165,7 @@ impl World {
         for process in self.processes {
             process.stop().await?;
         }
-        Ok(())
+        self.db.drop().await
     }
 }
 
@@ -250,8 +250,8 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
         .await?;
     let run = bench.secs(10, 1);
     let mut runs = Vec::new();
-    let sampler = world.sampler().await?;
     for clients in [1, 16, 64] {
+        let sampler = world.sampler().await?;
         let p = load::closed_loop(
             &world.api,
             &world.key,
@@ -261,10 +261,12 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
             run,
         )
         .await;
-        runs.push(
-            json!({"form": format!("single, concurrency {clients}"), "result": published(&p)}),
-        );
+        runs.push(json!({
+            "form": format!("single, concurrency {clients}"), "result": published(&p),
+            "resources": sampler.finish(),
+        }));
     }
+    let sampler = world.sampler().await?;
     let p = load::at_rate(
         &world.api,
         &world.key,
@@ -274,8 +276,12 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
         512,
     )
     .await;
-    runs.push(json!({"form": "single, 2,000/s offered", "result": published(&p)}));
+    runs.push(json!({
+        "form": "single, 2,000/s offered", "result": published(&p),
+        "resources": sampler.finish(),
+    }));
     for (size, requests, clients) in [(100, bench.pick(400, 10), 4), (1000, bench.pick(60, 2), 2)] {
+        let sampler = world.sampler().await?;
         let p = load::batches(
             &world.api,
             &world.key,
@@ -285,13 +291,13 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
             clients,
         )
         .await;
-        runs.push(
-            json!({"form": format!("batch of {size}, {clients} clients"), "result": published(&p)}),
-        );
+        runs.push(json!({
+            "form": format!("batch of {size}, {clients} clients"), "result": published(&p),
+            "resources": sampler.finish(),
+        }));
     }
-    let usage = sampler.finish();
     world.stop().await?;
-    Ok(json!({"runs": runs, "resources": usage}))
+    Ok(json!({ "runs": runs }))
 }
 
 fn types(one: &str) -> Vec<String> {
@@ -353,10 +359,13 @@ async fn wake_up(bench: &Bench) -> anyhow::Result<Value> {
         let world = World::start(bench, "wake_up", &["serve"], &env).await?;
         let receiver = world.receiver(fast(), HANG).await?;
         world.endpoint(&receiver, "w", "bench.wake", None).await?;
+        let sampler = world.sampler().await?;
         let p = load::at_rate(&world.api, &world.key, &types("bench.wake"), 10, run, 16).await;
         let arrivals =
             wait_for_arrivals(&receiver, p.events as usize, Duration::from_secs(60)).await?;
-        runs.push(json!({"form": form, "delivery": delivered(&arrivals)}));
+        runs.push(json!({
+            "form": form, "delivery": delivered(&arrivals), "resources": sampler.finish(),
+        }));
         world.stop().await?;
     }
     let p50 = |i: usize| runs[i]["delivery"]["publish_to_arrival"]["p50_ms"].as_f64();
@@ -540,6 +549,7 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
                 )
                 .await?;
         }
+        let sampler = world.sampler().await?;
         // Publishing outpaces delivery, so what arrives within the run is delivery capacity.
         let p = load::closed_loop(
             &world.api,
@@ -559,7 +569,7 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
             "form": if with_reader { "reader open" } else { "no reader" },
             "seconds": secs, "published": published(&p),
             "deliveries_per_s": arrivals.len() as f64 / secs,
-            "delivery": delivered(&arrivals),
+            "delivery": delivered(&arrivals), "resources": sampler.finish(),
         }));
         world.stop().await?;
     }
@@ -613,6 +623,7 @@ async fn fairness(bench: &Bench) -> anyhow::Result<Value> {
                 .await?;
             event_types.push(event_type);
         }
+        let sampler = world.sampler().await?;
         let p = load::at_rate(&world.api, &world.key, &event_types, 200, run, 256).await;
         let healthy_events = p.events as usize * (20 - hanging) / 20;
         let arrivals = wait_for_arrivals(&healthy, healthy_events, Duration::from_secs(300))
@@ -620,7 +631,7 @@ async fn fairness(bench: &Bench) -> anyhow::Result<Value> {
             .unwrap_or_else(|_| take_arrivals(&healthy));
         runs.push(json!({
             "form": format!("{hanging} of 20 endpoints hang"),
-            "healthy_delivery": delivered(&arrivals),
+            "healthy_delivery": delivered(&arrivals), "resources": sampler.finish(),
         }));
         world.stop().await?;
     }

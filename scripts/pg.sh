@@ -27,7 +27,9 @@ pg_as_owner() {
 }
 
 # pg_start DATA_DIR PORT [postgres -c settings...]: initializes DATA_DIR if empty and starts the
-# server on 127.0.0.1:PORT (TCP only) unless it is already running.
+# server on 127.0.0.1:PORT (TCP only) unless it is already running. The scripts' ports (254xx)
+# lie below Linux's ephemeral range (32768-60999), so that no outgoing loopback connection of a
+# test can be holding the port when the server binds it.
 pg_start() {
     local data="$1" port="$2"
     shift 2

@@ -143,6 +143,10 @@ pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, Sto
     Ok(ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
 }
 
+/// The outcome statement (`record_outcomes.sql`); public, like [`CLAIM_DUE_SQL`], for the
+/// benchmark's EXPLAIN.
+pub const RECORD_OUTCOMES_SQL: &str = include_str!("record_outcomes.sql");
+
 /// Applies a batch of outcomes (see `record_outcomes.sql`); returns the ids that were still
 /// leased to this worker and so were recorded.
 async fn delivery_outcomes_apply(
@@ -200,9 +204,7 @@ async fn delivery_outcomes_apply(
             }
         }
     }
-    let stmt = client
-        .prepare_cached(include_str!("record_outcomes.sql"))
-        .await?;
+    let stmt = client.prepare_cached(RECORD_OUTCOMES_SQL).await?;
     let rows = client
         .query(
             &stmt,

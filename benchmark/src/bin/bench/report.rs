@@ -247,17 +247,24 @@ fn markdown(doc: &Value) -> String {
         }
     }
     let large = &doc["scenarios"]["backlog"]["large"];
-    if let Some(plan) = large["claim_plan"].as_array() {
-        let _ = writeln!(
-            md,
-            "\nThe claim statement at the head of {} due deliveries, \
-             `EXPLAIN (ANALYZE, BUFFERS)`:\n\n```",
-            thousands(num(&large["loaded"]).unwrap_or(0.0) as u64)
-        );
-        for line in plan.iter().filter_map(Value::as_str) {
-            let _ = writeln!(md, "{line}");
+    for (key, what) in [
+        ("claim", "The claim statement (64 deliveries)"),
+        (
+            "record_outcomes",
+            "The outcome statement (those 64 recorded as delivered)",
+        ),
+    ] {
+        if let Some(plan) = large["plans"][key].as_array() {
+            let _ = writeln!(
+                md,
+                "\n{what} at the head of {} due deliveries, `EXPLAIN (ANALYZE, BUFFERS)`:\n\n```",
+                thousands(num(&large["loaded"]).unwrap_or(0.0) as u64)
+            );
+            for line in plan.iter().filter_map(Value::as_str) {
+                let _ = writeln!(md, "{line}");
+            }
+            md.push_str("```\n");
         }
-        md.push_str("```\n");
     }
     md
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use hookd_benchmark::receiver::{self, Arrival, Mix, Receiver, ReceiverConfig};
 use hookd_engine::secret::SigningSecret;
-use hookd_engine::store::deliveries::CLAIM_DUE_SQL;
+use hookd_engine::store::deliveries::{CLAIM_DUE_SQL, RECORD_OUTCOMES_SQL};
 use serde_json::{Value, json};
 
 use crate::hookd::{Api, Database, Hookd, connect};
@@ -396,7 +396,7 @@ async fn load_and_drain(
     if loaded.errors > 0 {
         bail!("{} batch requests failed while loading", loaded.errors);
     }
-    let claim_plan = explain_claim(&world.db).await?;
+    let plans = explain_hot_statements(&world.db).await?;
     let started = Instant::now();
     let metrics_at = format!("127.0.0.1:{}", free_port()?);
     world
@@ -427,33 +427,77 @@ async fn load_and_drain(
     Ok(json!({
         "loaded": count, "load_events_per_s": loaded.rate(),
         "drained": arrivals.len(), "drain_deliveries_per_s": count as f64 / drain_secs,
-        "dead_tuples_after": dead_tuples, "claim": claim, "claim_plan": claim_plan,
+        "dead_tuples_after": dead_tuples, "claim": claim, "plans": plans,
         "resources": usage,
     }))
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of the workers' own claim statement at the head of the loaded
-/// queue, in a transaction rolled back afterwards (ANALYZE runs it).
-async fn explain_claim(db: &Database) -> anyhow::Result<Vec<String>> {
-    db.client
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the workers' two hot statements at the head of the loaded
+/// queue, in one transaction rolled back afterwards (ANALYZE runs them): the claim of 64
+/// deliveries, then the outcome statement recording all 64 as delivered.
+async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
+    let client = &db.client;
+    client
         .batch_execute(&format!(
-            "BEGIN; PREPARE bench_claim(text, bigint, bigint, bigint) AS {CLAIM_DUE_SQL}"
+            "PREPARE bench_claim(text, bigint, bigint, bigint) AS {CLAIM_DUE_SQL};
+             PREPARE bench_record(text, uuid[], int[], text[], int[], int[], text[], text[],
+                                  text[], text[], text[], text[], bigint[])
+                 AS {RECORD_OUTCOMES_SQL};
+             BEGIN"
         ))
         .await?;
-    let messages = db
-        .client
-        .simple_query("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000)")
-        .await;
-    db.client
-        .batch_execute("ROLLBACK; DEALLOCATE bench_claim")
+    let plans = async {
+        let claim = first_column(
+            client
+                .simple_query(
+                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000)",
+                )
+                .await?,
+        );
+        let leased = first_column(
+            client
+                .simple_query(
+                    "SELECT id::text || ',' || attempts FROM deliveries WHERE lease_owner = 'explain'",
+                )
+                .await?,
+        );
+        let (ids, attempts): (Vec<&str>, Vec<&str>) =
+            leased.iter().filter_map(|l| l.split_once(',')).unzip();
+        let n = ids.len();
+        let array = |value: &str| format!("'{{{}}}'", vec![value; n].join(","));
+        let record = first_column(
+            client
+                .simple_query(&format!(
+                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_record('explain', '{{{}}}', \
+                     '{{{}}}', {}, {}, {}, {nulls}, {nulls}, {nulls}, {nulls}, {nulls}, {nulls}, \
+                     {nulls})",
+                    ids.join(","),
+                    attempts.join(","),
+                    array("attempt_succeeded"),
+                    array("200"),
+                    array("1"),
+                    nulls = array("NULL"),
+                ))
+                .await?,
+        );
+        anyhow::Ok(json!({"claim": claim, "record_outcomes": record}))
+    }
+    .await;
+    client
+        .batch_execute("ROLLBACK; DEALLOCATE bench_claim; DEALLOCATE bench_record")
         .await?;
-    Ok(messages?
+    plans
+}
+
+/// The first column of every row of a simple query's answer.
+fn first_column(messages: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<String> {
+    messages
         .iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 fn free_port() -> anyhow::Result<u16> {

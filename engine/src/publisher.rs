@@ -127,42 +127,38 @@ async fn commit_groups(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Re
 
 /// Publishes the group's requests in one transaction, or one by one when it cannot.
 async fn commit_group(store: &Store, app_id: AppId, group: Vec<Request>) {
-    if group.len() == 1 {
-        for request in group {
-            let outcome = publish_alone(store, app_id, &request.events).await;
-            let _ = request.reply.send(outcome);
+    if group.len() > 1 {
+        let events: Vec<NewEvent<'_>> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(EventToPublish::as_new_event))
+            .collect();
+        match ingest::events_publish(store, app_id, &events).await {
+            Ok(PublishOutcome::Published(mut published)) => {
+                for request in group {
+                    let rest = published.split_off(request.events.len().min(published.len()));
+                    let mine = std::mem::replace(&mut published, rest);
+                    let _ = request.reply.send(Ok(PublishOutcome::Published(mine)));
+                }
+                return;
+            }
+            // The database is away: it is away for each of them too; answer all at once rather
+            // than wait for it once per request.
+            Err(e) if e.is_unavailable() => {
+                let reason = e.to_string();
+                for request in group {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Unavailable(reason.clone())));
+                }
+                return;
+            }
+            // Nothing committed; one request may be at fault. Each gets its own answer below.
+            Ok(_) | Err(_) => {}
         }
-        return;
     }
-    let events: Vec<NewEvent<'_>> = group
-        .iter()
-        .flat_map(|r| r.events.iter().map(EventToPublish::as_new_event))
-        .collect();
-    match ingest::events_publish(store, app_id, &events).await {
-        Ok(PublishOutcome::Published(mut published)) => {
-            for request in group {
-                let rest = published.split_off(request.events.len().min(published.len()));
-                let mine = std::mem::replace(&mut published, rest);
-                let _ = request.reply.send(Ok(PublishOutcome::Published(mine)));
-            }
-        }
-        // The database is away: it is away for each of them too; answer all at once rather
-        // than wait for it once per request.
-        Err(e) if e.is_unavailable() => {
-            let reason = e.to_string();
-            for request in group {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Unavailable(reason.clone())));
-            }
-        }
-        // Nothing committed; one request may be at fault. Each gets its own answer.
-        Ok(_) | Err(_) => {
-            for request in group {
-                let outcome = publish_alone(store, app_id, &request.events).await;
-                let _ = request.reply.send(outcome);
-            }
-        }
+    for request in group {
+        let outcome = publish_alone(store, app_id, &request.events).await;
+        let _ = request.reply.send(outcome);
     }
 }
 

@@ -62,7 +62,7 @@ impl Database {
 
     /// Drops the database, so that vacuuming what a finished scenario left behind does not
     /// run during the next one.
-    pub async fn drop(self) -> anyhow::Result<()> {
+    pub async fn remove(self) -> anyhow::Result<()> {
         drop(self.client);
         self.admin
             .batch_execute(&format!(

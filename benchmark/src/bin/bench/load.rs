@@ -35,6 +35,16 @@ impl Published {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Counts one request's answer: its events and round trip if it was accepted.
+    fn tally(&mut self, accepted: bool, events: u64, took: Duration) {
+        if accepted {
+            self.events += events;
+            self.acks_us.push(took.as_micros() as u64);
+        } else {
+            self.errors += 1;
+        }
+    }
+
     fn merge(&mut self, other: Published) {
         self.events += other.events;
         self.acks_us.extend(other.acks_us);
@@ -82,13 +92,8 @@ pub async fn closed_loop(
             while started.elapsed() < run {
                 let (path, body, events) = shape.request(&event_type);
                 let sent = Instant::now();
-                match api.post(path, &key, &body).await {
-                    Ok(_) => {
-                        mine.events += events;
-                        mine.acks_us.push(sent.elapsed().as_micros() as u64);
-                    }
-                    Err(_) => mine.errors += 1,
-                }
+                let accepted = api.post(path, &key, &body).await.is_ok();
+                mine.tally(accepted, events, sent.elapsed());
             }
             mine
         });
@@ -127,13 +132,8 @@ pub async fn batches(
         });
     }
     let mut total = Published::default();
-    while let Some(Ok((ok, took))) = tasks.join_next().await {
-        if ok {
-            total.events += size as u64;
-            total.acks_us.push(took.as_micros() as u64);
-        } else {
-            total.errors += 1;
-        }
+    while let Some(Ok((accepted, took))) = tasks.join_next().await {
+        total.tally(accepted, size as u64, took);
     }
     total.elapsed = started.elapsed();
     total
@@ -154,14 +154,6 @@ pub async fn at_rate(
     let mut tasks = JoinSet::new();
     let total_events = (rate as f64 * run.as_secs_f64()) as u64;
     let mut total = Published::default();
-    let tally = |total: &mut Published, (ok, took): (bool, Duration)| {
-        if ok {
-            total.events += 1;
-            total.acks_us.push(took.as_micros() as u64);
-        } else {
-            total.errors += 1;
-        }
-    };
     for n in 0..total_events {
         let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
@@ -180,12 +172,12 @@ pub async fn at_rate(
             (result.is_ok(), sent.elapsed())
         });
         // Reap finished requests as we go, so the set stays small.
-        while let Some(Ok(answer)) = tasks.try_join_next() {
-            tally(&mut total, answer);
+        while let Some(Ok((accepted, took))) = tasks.try_join_next() {
+            total.tally(accepted, 1, took);
         }
     }
-    while let Some(Ok(answer)) = tasks.join_next().await {
-        tally(&mut total, answer);
+    while let Some(Ok((accepted, took))) = tasks.join_next().await {
+        total.tally(accepted, 1, took);
     }
     total.elapsed = started.elapsed();
     total

@@ -165,7 +165,7 @@ impl World {
         for process in self.processes {
             process.stop().await?;
         }
-        self.db.drop().await
+        self.db.remove().await
     }
 }
 

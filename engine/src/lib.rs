@@ -9,6 +9,7 @@
 //!   [`sender`], signs with [`signing`], classifies the result with [`outcome`] and schedules the
 //!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY.
 //! - [`address`]: which addresses webhooks may go to.
+//! - [`retention`]: the background sweep that removes history past its age.
 //! - [`metrics`]: every metric hookd exports, and the gauges read from the database.
 
 pub mod address;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod projection;
 pub mod publisher;
+pub mod retention;
 pub mod retry;
 pub mod secret;
 pub mod sender;

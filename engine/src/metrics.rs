@@ -33,6 +33,7 @@ pub const POOL_WAITING: &str = "hookd_db_pool_waiting";
 pub const DB_ERRORS: &str = "hookd_db_errors_total";
 pub const HTTP_REQUESTS: &str = "hookd_http_requests_total";
 pub const HTTP_DURATION: &str = "hookd_http_request_duration_seconds";
+pub const RETENTION_REMOVED: &str = "hookd_retention_removed_total";
 
 /// Every metric name, for the test that keeps docs/OBSERVABILITY.md complete.
 pub const ALL: &[&str] = &[
@@ -53,6 +54,7 @@ pub const ALL: &[&str] = &[
     DB_ERRORS,
     HTTP_REQUESTS,
     HTTP_DURATION,
+    RETENTION_REMOVED,
 ];
 
 /// Bucket bounds of the latency histograms, in seconds: from a loopback receiver's milliseconds
@@ -131,6 +133,10 @@ pub fn describe() {
         Unit::Seconds,
         "API request handling time by route template and method."
     );
+    describe_counter!(
+        RETENTION_REMOVED,
+        "Rows the retention sweep removed, by what: events, deliveries, log_rows, idempotency_keys."
+    );
 }
 
 /// Creates the counters' known series at zero, so that rates and alerts see a 0 from the first
@@ -147,6 +153,24 @@ pub fn zero_counters() {
     }
     for unavailable in [true, false] {
         counter!(DB_ERRORS, "kind" => db_error_kind(unavailable)).absolute(0);
+    }
+    for what in RETAINED {
+        counter!(RETENTION_REMOVED, "what" => what).absolute(0);
+    }
+}
+
+/// The `what` label of the retention counter.
+const RETAINED: [&str; 4] = ["events", "deliveries", "log_rows", "idempotency_keys"];
+
+/// Rows one retention step removed.
+pub fn retention_removed(events: u64, deliveries: u64, log_rows: u64, idempotency_keys: u64) {
+    for (what, n) in RETAINED
+        .into_iter()
+        .zip([events, deliveries, log_rows, idempotency_keys])
+    {
+        if n > 0 {
+            counter!(RETENTION_REMOVED, "what" => what).increment(n);
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hookd_engine::retention::RetentionPolicy;
 use hookd_engine::retry::RetryPolicy;
 use hookd_engine::vault::Vault;
 use hookd_engine::worker::{Wake, WorkerConfig};
@@ -26,6 +27,10 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_CLAIM_BATCH            deliveries claimed per query           [default: 128]
   HOOKD_LEASE_MARGIN_MS        lease = attempt timeout + this margin  [default: 30000]
   HOOKD_SHUTDOWN_GRACE_MS      time in-flight sends get on SIGTERM    [default: 10000]
+  HOOKD_RETENTION              keep delivered history this long       [default: 30d]
+  HOOKD_DEAD_LETTER_RETENTION  keep dead letters this long (>= the above) [default: 90d]
+  HOOKD_IDEMPOTENCY_RETENTION  honour an Idempotency-Key at least this long [default: 24h]
+  HOOKD_RETENTION_SWEEP_EVERY  time between retention sweeps          [default: 5m]
   HOOKD_DB_POOL_SIZE           database connections per process       [default: 16]
   HOOKD_MAX_BODY_BYTES         largest accepted request body          [default: 262144]
   HOOKD_METRICS_LISTEN         also serve /metrics on this address:port (the only way to
@@ -55,6 +60,8 @@ pub enum Command {
         #[command(flatten)]
         worker: WorkerArgs,
         #[command(flatten)]
+        retention: RetentionArgs,
+        #[command(flatten)]
         metrics: MetricsArgs,
     },
     /// Run only the API (migrates first).
@@ -78,6 +85,8 @@ pub enum Command {
         keys: MasterKeyArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
         #[command(flatten)]
         metrics: MetricsArgs,
     },
@@ -224,6 +233,41 @@ pub struct WorkerArgs {
     /// the benchmark can compare the two with one build. Hidden: nobody should run this way.
     #[arg(long, env = "HOOKD_BENCH_POLL_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub bench_poll_ms: Option<u64>,
+}
+
+/// How long history is kept. Every worker process sweeps; an advisory lock lets one at a time.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Keep events whose deliveries all succeeded or were cancelled this long after their last
+    /// change, then remove them with their deliveries and history ("30d", "12h"; "1000y" keeps
+    /// them).
+    #[arg(long, env = "HOOKD_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// Keep dead-lettered deliveries (and their events) this long after they were
+    /// dead-lettered, so they can be redriven; at least as long as HOOKD_RETENTION.
+    #[arg(long, env = "HOOKD_DEAD_LETTER_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub dead_letter_retention: Duration,
+    /// Honour an `Idempotency-Key` at least this long; expired keys are forgotten by the sweep.
+    #[arg(long, env = "HOOKD_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_retention: Duration,
+    /// Time between retention sweeps.
+    #[arg(long, env = "HOOKD_RETENTION_SWEEP_EVERY", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retention_sweep_every: Duration,
+}
+
+impl RetentionArgs {
+    pub fn policy(&self) -> anyhow::Result<RetentionPolicy> {
+        RetentionPolicy {
+            delivered: self.retention,
+            dead: self.dead_letter_retention,
+            idempotency: self.idempotency_retention,
+            every: self.retention_sweep_every,
+        }
+        .validate()
+        .map_err(|e| {
+            anyhow::anyhow!("HOOKD_DEAD_LETTER_RETENTION / HOOKD_RETENTION_SWEEP_EVERY: {e}")
+        })
+    }
 }
 
 impl WorkerArgs {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser as _;
 use hookd_engine::publisher::Publisher;
+use hookd_engine::retention::RetentionPolicy;
 use hookd_engine::sender::{Sender, SenderConfig};
 use hookd_engine::store::{Store, check, migrate, secrets};
 use hookd_engine::vault::Vault;
@@ -88,14 +89,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys,
             api,
             worker,
+            retention,
             metrics,
         } => {
+            let retention = retention.policy()?;
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             let handle = start_metrics(&store, &metrics, &shutdown)?;
             let workers = tokio::spawn(run_worker(
                 store.clone(),
                 worker_parts(&worker)?,
+                retention,
                 shutdown.clone(),
             ));
             let served = serve_api(
@@ -127,12 +131,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database,
             keys,
             worker,
+            retention,
             metrics,
         } => {
+            let retention = retention.policy()?;
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             start_metrics(&store, &metrics, &shutdown)?;
-            run_worker(store, worker_parts(&worker)?, shutdown).await;
+            run_worker(store, worker_parts(&worker)?, retention, shutdown).await;
         }
         Command::Keygen => println!("{}", Vault::generate_key()),
         Command::Secrets {
@@ -184,7 +190,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.deliveries_checked,
                 report.mismatches.len()
             );
-            if !report.mismatches.is_empty() {
+            if report.orphan_log_rows > 0 {
+                println!("{} log rows belong to no delivery", report.orphan_log_rows);
+            }
+            if !report.is_clean() {
                 return Ok(ExitCode::from(1));
             }
         }
@@ -246,13 +255,23 @@ fn worker_parts(args: &WorkerArgs) -> anyhow::Result<(Sender, hookd_engine::work
     Ok((sender, args.worker_config()))
 }
 
+/// Runs a worker and the retention sweep beside it until `shutdown`.
 async fn run_worker(
     store: Store,
     (sender, config): (Sender, hookd_engine::worker::WorkerConfig),
+    retention: RetentionPolicy,
     shutdown: CancellationToken,
 ) {
     tracing::info!(worker_id = %config.worker_id, concurrency = config.concurrency, "worker started");
+    let sweeper = tokio::spawn(hookd_engine::retention::run(
+        store.clone(),
+        retention,
+        shutdown.clone(),
+    ));
     hookd_engine::worker::run(store, sender, config, shutdown).await;
+    if let Err(e) = sweeper.await {
+        tracing::error!(error = %e, "retention sweep task failed");
+    }
     tracing::info!("worker stopped");
 }
 

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_queue_autovacuum.sql",
         sql: include_str!("../../../migrations/0005_queue_autovacuum.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_retention.sql",
+        sql: include_str!("../../../migrations/0006_retention.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

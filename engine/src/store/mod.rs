@@ -12,6 +12,7 @@
 //! - [`delivery_reads`]: reads of deliveries, their history and an endpoint's figures.
 //! - [`events`]: reads of events.
 //! - [`check`]: folding the log and comparing it with the projection.
+//! - [`retention`]: removing history past its retention age, and expiring idempotency records.
 //! - [`secrets`]: rotating endpoint secrets and resealing them under a new master key.
 
 pub mod apps;
@@ -22,6 +23,7 @@ pub mod endpoints;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod retention;
 pub mod secrets;
 
 use std::time::Duration;
@@ -41,7 +43,7 @@ pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// A statement failed.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe_database_error(.0))]
     Database(#[source] tokio_postgres::Error),
     /// The database holds a value this build cannot read (a newer schema?).
     #[error("unexpected data in the database: {0}")]
@@ -55,6 +57,27 @@ pub enum StoreError {
     /// A stored secret does not open with the configured master keys.
     #[error("a stored secret cannot be opened: {0}")]
     Sealed(#[from] crate::vault::VaultError),
+}
+
+/// tokio-postgres prints a server's error as "db error", keeping the message in its source;
+/// logs need the message, its code and where it arose.
+fn describe_database_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(context) = db.where_() {
+                text.push_str(&format!("; at {context}"));
+            }
+            text
+        }
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 impl StoreError {

@@ -252,12 +252,13 @@ impl EventsApi {
     ///
     /// Answered 202 once the event and its deliveries are committed. With an `Idempotency-Key`,
     /// repeating the same request returns the original answer; reusing the key with another
-    /// body is refused with 409. Keys are kept at least 24 hours.
+    /// body is refused with 409. Keys are kept at least 24 hours (the default of
+    /// `HOOKD_IDEMPOTENCY_RETENTION`).
     #[oai(path = "/v1/events", method = "post", tag = "Tag::Events")]
     async fn publish_event(
         &self,
         auth: AppKey,
-        /// Makes retries of this request safe: scoped to the app, kept at least 24 hours.
+        /// Makes retries of this request safe: scoped to the app, kept at least 24 hours by default.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
         body: Json<PublishEvent>,

@@ -17,6 +17,7 @@ mod operations;
 mod projection;
 mod reliability;
 mod resources;
+mod retention;
 mod secrets;
 mod security;
 mod wakeup;

@@ -95,7 +95,11 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
 
     let output = db.hookd_command(&["projection", "check"]).await;
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{report}");
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(
         report.contains("checked 120 deliveries: 0 differ"),
         "{report}"
@@ -129,4 +133,19 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains(victim.as_str()), "{report}");
     assert!(report.contains("1 differ"), "{report}");
+
+    // History without its delivery (the log has no foreign key) is caught too.
+    client
+        .batch_execute(
+            "INSERT INTO delivery_log (delivery_id, kind, attempt) VALUES (gen_random_uuid(), 'created', 0)",
+        )
+        .await
+        .unwrap();
+    let output = db.hookd_command(&["projection", "check"]).await;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("1 log rows belong to no delivery"),
+        "{report}"
+    );
 }

@@ -31,6 +31,10 @@ pub enum LogKind {
     Cancelled,
     /// A worker shutting down handed an unfinished delivery back to the queue.
     Released,
+    /// Parked behind its endpoint's open circuit: pending, with no due time, not charged.
+    Deferred,
+    /// Due again: its endpoint's circuit closed, or the endpoint was enabled or disabled.
+    Resumed,
 }
 
 /// A database value this build does not know.
@@ -87,6 +91,8 @@ text_enum!(LogKind, "delivery log kind", {
     Redriven => "redriven",
     Cancelled => "cancelled",
     Released => "released",
+    Deferred => "deferred",
+    Resumed => "resumed",
 });
 
 /// One row of a delivery's history.

@@ -9,10 +9,12 @@
 //!   [`sender`], signs with [`signing`], classifies the result with [`outcome`] and schedules the
 //!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY.
 //! - [`address`]: which addresses webhooks may go to.
+//! - [`circuit`]: the circuit breaker's policy (its decisions are made in the store).
 //! - [`retention`]: the background sweep that removes history past its age.
 //! - [`metrics`]: every metric hookd exports, and the gauges read from the database.
 
 pub mod address;
+pub mod circuit;
 pub mod custom_headers;
 pub mod delivery;
 pub mod endpoint_url;

@@ -34,6 +34,8 @@ pub const DB_ERRORS: &str = "hookd_db_errors_total";
 pub const HTTP_REQUESTS: &str = "hookd_http_requests_total";
 pub const HTTP_DURATION: &str = "hookd_http_request_duration_seconds";
 pub const RETENTION_REMOVED: &str = "hookd_retention_removed_total";
+pub const CIRCUIT_TRANSITIONS: &str = "hookd_circuit_transitions_total";
+pub const ENDPOINTS_AUTO_DISABLED: &str = "hookd_endpoints_auto_disabled_total";
 
 /// Every metric name, for the test that keeps docs/OBSERVABILITY.md complete.
 pub const ALL: &[&str] = &[
@@ -55,6 +57,8 @@ pub const ALL: &[&str] = &[
     HTTP_REQUESTS,
     HTTP_DURATION,
     RETENTION_REMOVED,
+    CIRCUIT_TRANSITIONS,
+    ENDPOINTS_AUTO_DISABLED,
 ];
 
 /// Bucket bounds of the latency histograms, in seconds: from a loopback receiver's milliseconds
@@ -134,6 +138,14 @@ pub fn describe() {
         "API request handling time by route template and method."
     );
     describe_counter!(
+        CIRCUIT_TRANSITIONS,
+        "Endpoint circuit state changes, by the state entered: open, half_open, closed."
+    );
+    describe_counter!(
+        ENDPOINTS_AUTO_DISABLED,
+        "Endpoints disabled automatically after failing without a success for too long."
+    );
+    describe_counter!(
         RETENTION_REMOVED,
         "Rows the retention sweep removed, by what: events, deliveries, log_rows, idempotency_keys."
     );
@@ -157,6 +169,24 @@ pub fn zero_counters() {
     for what in RETAINED {
         counter!(RETENTION_REMOVED, "what" => what).absolute(0);
     }
+    for to in CIRCUIT_STATES {
+        counter!(CIRCUIT_TRANSITIONS, "to" => to).absolute(0);
+    }
+    counter!(ENDPOINTS_AUTO_DISABLED).absolute(0);
+}
+
+/// The `to` label of the circuit transitions counter.
+const CIRCUIT_STATES: [&str; 3] = ["open", "half_open", "closed"];
+
+/// An endpoint's circuit entered `to` (a state the database named).
+pub fn circuit_transition(to: &str) {
+    if let Some(to) = CIRCUIT_STATES.into_iter().find(|s| *s == to) {
+        counter!(CIRCUIT_TRANSITIONS, "to" => to).increment(1);
+    }
+}
+
+pub fn endpoints_auto_disabled(count: u64) {
+    counter!(ENDPOINTS_AUTO_DISABLED).increment(count);
 }
 
 /// The `what` label of the retention counter.
@@ -182,15 +212,21 @@ pub enum Transition {
     Dead,
     Redriven,
     Cancelled,
+    /// Parked behind an open circuit.
+    Deferred,
+    /// Due again after its circuit closed.
+    Resumed,
 }
 
 impl Transition {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::Succeeded,
         Self::RetryScheduled,
         Self::Dead,
         Self::Redriven,
         Self::Cancelled,
+        Self::Deferred,
+        Self::Resumed,
     ];
 
     fn as_str(self) -> &'static str {
@@ -200,6 +236,8 @@ impl Transition {
             Self::Dead => "dead",
             Self::Redriven => "redriven",
             Self::Cancelled => "cancelled",
+            Self::Deferred => "deferred",
+            Self::Resumed => "resumed",
         }
     }
 }

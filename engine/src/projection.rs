@@ -67,7 +67,10 @@ fn apply(p: &mut Projected, e: &LogEntry) -> Result<(), FoldError> {
         K::Claimed => matches!(p.state, S::Pending | S::InFlight),
         K::AttemptSucceeded | K::AttemptFailed | K::Released => p.state == S::InFlight,
         K::RetryScheduled => p.state == S::InFlight,
-        K::DeadLettered => p.state == S::InFlight,
+        // From pending when an endpoint is disabled for failing too long.
+        K::DeadLettered => matches!(p.state, S::InFlight | S::Pending),
+        K::Deferred => matches!(p.state, S::Pending | S::InFlight),
+        K::Resumed => p.state == S::Pending,
         K::Redriven => matches!(p.state, S::Dead | S::Succeeded),
         K::Cancelled => matches!(p.state, S::Pending | S::InFlight),
     };
@@ -99,7 +102,7 @@ fn apply(p: &mut Projected, e: &LogEntry) -> Result<(), FoldError> {
                 p.last_error.clone_from(&e.error_message);
             }
         }
-        K::RetryScheduled | K::Released => {
+        K::RetryScheduled | K::Released | K::Deferred | K::Resumed => {
             p.state = S::Pending;
             p.due_at = e.next_attempt_at;
             p.lease_owner = None;

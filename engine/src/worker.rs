@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::circuit::{CircuitPolicy, Health};
 use crate::ids::DeliveryId;
 use crate::metrics::{self, WakeCause};
 use crate::outcome::{self, AttemptResult, ErrorClass, Verdict};
@@ -27,7 +28,8 @@ use crate::sender::{Sender, Webhook};
 use crate::signing;
 use crate::store::Store;
 use crate::store::deliveries::{
-    self, AttemptRecord, Claimed, FollowUp, Outcome, delivery_claim_due, delivery_next_due_in,
+    self, AttemptRecord, ClaimBatch, Claimed, FollowUp, Outcome, delivery_claim_due,
+    delivery_next_due_in,
 };
 
 /// How a worker runs.
@@ -50,6 +52,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// What tells the worker that new work was published.
     pub wake: Wake,
+    /// When endpoints' circuits open and close, and when a failing endpoint is disabled.
+    pub circuit: CircuitPolicy,
 }
 
 /// What tells a worker that new work was published.
@@ -91,6 +95,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
     let recorder = tokio::spawn(record_outcomes(
         store.clone(),
         config.worker_id.clone(),
+        config.circuit,
         outcomes_rx,
     ));
     let context = Arc::new(AttemptContext {
@@ -131,15 +136,17 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                 let want = free.min(config.claim_batch);
                 let claim_started = Instant::now();
                 match claim(&store, &config, want).await {
-                    Ok(claimed) => {
-                        let got = claimed.len();
-                        for delivery in claimed {
+                    Ok(claim) => {
+                        let taken = claim.taken();
+                        let leased = claim.leased.len();
+                        for delivery in claim.leased {
                             let lease = (delivery.id, delivery.attempt);
                             let handle = sends.spawn(attempt(context.clone(), delivery));
                             leases.insert(handle.id(), lease);
                         }
-                        metrics::claimed(got, sends.len(), claim_started.elapsed());
-                        if got == want {
+                        metrics::claimed(leased, sends.len(), claim_started.elapsed());
+                        // Parked deliveries filled the batch too: more may be due.
+                        if taken == want {
                             continue;
                         }
                         maybe_due = false;
@@ -218,7 +225,7 @@ async fn claim(
     store: &Store,
     config: &WorkerConfig,
     want: usize,
-) -> Result<Vec<Claimed>, crate::store::StoreError> {
+) -> Result<ClaimBatch, crate::store::StoreError> {
     delivery_claim_due(
         store,
         &config.worker_id,
@@ -335,6 +342,7 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
             message: Some(message),
         },
         disable_endpoint: false,
+        health: None,
     };
     if !delivery.endpoint_enabled {
         return not_sent(
@@ -385,6 +393,13 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
 
     let verdict = outcome::classify(&result);
     let record = attempt_record(&result, verdict, latency);
+    // Only answers that say the receiver is up or down count for its circuit: a 4xx refusal
+    // (other than 429) comes from a receiver that is up but will not take this webhook.
+    let health = match verdict {
+        Verdict::Succeeded => Some(Health::Up),
+        Verdict::Retry { .. } => Some(Health::Down),
+        Verdict::DeadLetter { .. } => None,
+    };
     let (follow_up, disable_endpoint) = match verdict {
         Verdict::Succeeded => (FollowUp::None, false),
         Verdict::Retry { retry_after } if policy.allows_another(attempt_in_budget) => {
@@ -414,6 +429,7 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
         attempt_record: Some(record),
         follow_up,
         disable_endpoint,
+        health,
     }
 }
 
@@ -473,6 +489,7 @@ fn webhook_body(delivery: &Claimed) -> String {
 async fn record_outcomes(
     store: Store,
     worker_id: String,
+    circuit: CircuitPolicy,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
 ) {
     let mut batch = Vec::with_capacity(OUTCOME_BATCH);
@@ -480,7 +497,7 @@ async fn record_outcomes(
         let mut delay = Duration::from_millis(100);
         let mut tries = 0;
         loop {
-            match deliveries::delivery_outcomes_record(&store, &worker_id, &batch).await {
+            match deliveries::delivery_outcomes_record(&store, &worker_id, &batch, &circuit).await {
                 Ok(recorded) => {
                     if recorded.len() < batch.len() {
                         tracing::warn!(

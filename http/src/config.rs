@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hookd_engine::circuit::CircuitPolicy;
 use hookd_engine::retention::RetentionPolicy;
 use hookd_engine::retry::RetryPolicy;
 use hookd_engine::vault::Vault;
@@ -27,6 +28,14 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_CLAIM_BATCH            deliveries claimed per query           [default: 128]
   HOOKD_LEASE_MARGIN_MS        lease = attempt timeout + this margin  [default: 30000]
   HOOKD_SHUTDOWN_GRACE_MS      time in-flight sends get on SIGTERM    [default: 10000]
+  HOOKD_CIRCUIT_FAILURES       failures in a row that open an endpoint's circuit [default: 20]
+  HOOKD_CIRCUIT_COOLDOWN       time an open circuit waits before a probe [default: 30s]
+  HOOKD_CIRCUIT_COOLDOWN_CAP   longest cooldown (doubles per failed probe) [default: 10m]
+  HOOKD_AUTO_DISABLE_AFTER     disable an endpoint failing this long with no success [default: 5d]
+  HOOKD_CIRCUIT_FAILURES       failures in a row that open an endpoint's circuit [default: 20]
+  HOOKD_CIRCUIT_COOLDOWN       time an open circuit waits before a probe [default: 30s]
+  HOOKD_CIRCUIT_COOLDOWN_CAP   longest cooldown (doubles per failed probe) [default: 10m]
+  HOOKD_AUTO_DISABLE_AFTER     disable an endpoint failing this long with no success [default: 5d]
   HOOKD_RETENTION              keep delivered history this long       [default: 30d]
   HOOKD_DEAD_LETTER_RETENTION  keep dead letters this long (>= the above) [default: 90d]
   HOOKD_IDEMPOTENCY_RETENTION  honour an Idempotency-Key at least this long [default: 24h]
@@ -229,6 +238,20 @@ pub struct WorkerArgs {
     /// On SIGTERM, how long in-flight sends may finish before they are released, in ms.
     #[arg(long, env = "HOOKD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Failed attempts in a row (5xx, 429, timeouts, connection errors; no success between)
+    /// that open an endpoint's circuit: its deliveries then wait, uncharged, for a probe.
+    #[arg(long, env = "HOOKD_CIRCUIT_FAILURES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub circuit_failures: u32,
+    /// How long an endpoint's circuit stays open before the first probe ("30s").
+    #[arg(long, env = "HOOKD_CIRCUIT_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub circuit_cooldown: Duration,
+    /// Longest cooldown: it doubles each time a probe fails, up to this ("10m").
+    #[arg(long, env = "HOOKD_CIRCUIT_COOLDOWN_CAP", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub circuit_cooldown_cap: Duration,
+    /// Disable an endpoint that has failed without a single success for this long, and
+    /// dead-letter its pending deliveries ("5d").
+    #[arg(long, env = "HOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    pub auto_disable_after: Duration,
     /// Benchmark only: poll for work every this many ms instead of listening for NOTIFY, so
     /// the benchmark can compare the two with one build. Hidden: nobody should run this way.
     #[arg(long, env = "HOOKD_BENCH_POLL_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
@@ -291,6 +314,12 @@ impl WorkerArgs {
             wake: self
                 .bench_poll_ms
                 .map_or(Wake::Notify, |ms| Wake::Poll(Duration::from_millis(ms))),
+            circuit: CircuitPolicy {
+                failures_to_open: self.circuit_failures,
+                cooldown: self.circuit_cooldown,
+                cooldown_cap: self.circuit_cooldown_cap.max(self.circuit_cooldown),
+                disable_after: self.auto_disable_after,
+            },
         }
     }
 }

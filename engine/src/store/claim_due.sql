@@ -2,14 +2,73 @@
 -- locking), lease them to this worker, charge the attempt and log the claim. No lock outlives the
 -- statement, so no transaction is open while the webhook is sent.
 -- A delivery whose lease ran out (its worker died mid-attempt) is due again at lease expiry.
+--
+-- The circuit breaker decides here, so every worker sees one decision: a delivery whose
+-- endpoint's circuit is open or half-open is parked (pending with no due time, logged
+-- `deferred`, its attempt not charged) instead of leased. Once an open circuit's cooldown is
+-- over, the first of its endpoint's deliveries in the batch is leased as the probe and the
+-- circuit turns half-open; when every delivery of that endpoint is parked, the oldest parked one
+-- joins the batch to be the probe. Disabled endpoints are never parked: the worker dead-letters
+-- their deliveries.
 -- $1 worker id, $2 batch size, $3 default delivery timeout (ms), $4 lease margin (ms)
-WITH due AS (
-    SELECT d.id, d.state AS previous_state
+WITH due_now AS (
+    SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
     FROM deliveries d
     WHERE d.state IN ('pending', 'in_flight') AND d.due_at <= now()
     ORDER BY d.due_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+),
+probe_candidates AS (
+    SELECT p.id, p.previous_state, p.endpoint_id, p.due_at
+    FROM endpoint_circuits c
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
+        FROM deliveries d
+        WHERE d.endpoint_id = c.endpoint_id AND d.state = 'pending' AND d.due_at IS NULL
+        ORDER BY d.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) p
+    WHERE c.state IN ('open', 'half_open') AND c.open_until <= now()
+),
+due AS (
+    SELECT * FROM due_now
+    UNION ALL
+    SELECT * FROM probe_candidates WHERE id NOT IN (SELECT id FROM due_now)
+),
+-- Locked in endpoint order, so that two claims never wait on each other's circuits.
+circuits AS (
+    SELECT c.endpoint_id, c.state, c.open_until
+    FROM endpoint_circuits c
+    WHERE c.endpoint_id IN (SELECT endpoint_id FROM due) AND c.state <> 'closed'
+    ORDER BY c.endpoint_id
+    FOR UPDATE
+),
+decided AS (
+    SELECT due.id, due.previous_state, due.endpoint_id,
+           CASE
+               WHEN c.state IS NULL OR NOT ep.enabled THEN 'send'
+               WHEN c.open_until <= now()
+                    AND row_number() OVER (PARTITION BY due.endpoint_id
+                                           ORDER BY due.due_at NULLS LAST, due.id) = 1
+                   THEN 'probe'
+               ELSE 'park'
+           END AS decision
+    FROM due
+    JOIN endpoints ep ON ep.id = due.endpoint_id
+    LEFT JOIN circuits c ON c.endpoint_id = due.endpoint_id
+),
+-- A half-open circuit is open again for the probe's lease: should the probe's worker die, the
+-- next claim after that sends another probe.
+probing AS (
+    UPDATE endpoint_circuits c
+    SET state = 'half_open',
+        open_until = now() + (coalesce(ep.timeout_ms, $3) + $4) * interval '1 millisecond',
+        changed_at = now()
+    FROM decided x, endpoints ep
+    WHERE x.decision = 'probe' AND c.endpoint_id = x.endpoint_id AND ep.id = x.endpoint_id
+    RETURNING c.endpoint_id
 ),
 claimed AS (
     UPDATE deliveries d
@@ -18,23 +77,43 @@ claimed AS (
         due_at = now() + (coalesce(ep.timeout_ms, $3) + $4) * interval '1 millisecond',
         lease_owner = $1,
         updated_at = now()
-    FROM due, endpoints ep
-    WHERE d.id = due.id AND ep.id = d.endpoint_id
+    FROM decided x, endpoints ep
+    WHERE d.id = x.id AND x.decision IN ('send', 'probe') AND ep.id = d.endpoint_id
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.budget_start, d.due_at,
-              due.previous_state
+              x.previous_state, x.decision
+),
+parked AS (
+    UPDATE deliveries d
+    SET state = 'pending', due_at = NULL, lease_owner = NULL, updated_at = now()
+    FROM decided x
+    WHERE d.id = x.id AND x.decision = 'park'
+      -- A parked probe candidate that lost to a due delivery stays as it is.
+      AND d.due_at IS NOT NULL
+    RETURNING d.id, d.attempts
 ),
 logged AS (
     INSERT INTO delivery_log (delivery_id, kind, attempt, worker_id, lease_expires_at, error_class)
-    SELECT id, 'claimed', attempts, $1, due_at,
-           CASE WHEN previous_state = 'in_flight' THEN 'lease_expired' END
+    SELECT id, 'claimed'::delivery_log_kind, attempts, $1, due_at,
+           CASE WHEN previous_state = 'in_flight' THEN 'lease_expired'
+                WHEN decision = 'probe' THEN 'circuit_probe' END
     FROM claimed
-    ORDER BY id
+    UNION ALL
+    SELECT id, 'deferred'::delivery_log_kind, attempts, $1, NULL, 'circuit_open'
+    FROM parked
+    ORDER BY 1
 )
+-- Leased deliveries with what it takes to send them, then one row per parked delivery (so that
+-- the worker knows the batch was full).
 SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
        ep.url, ep.secret, ep.enabled,
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
            AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
-       ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload, ev.created_at AS event_created_at
+       ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload,
+       ev.created_at AS event_created_at, false AS parked
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id
 JOIN events ev ON ev.id = c.event_id
+UNION ALL
+SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, true
+FROM parked

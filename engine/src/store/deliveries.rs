@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Store, StoreError, delivery_reads, endpoints};
+use super::circuits::{self, AttemptTally};
+use super::{Store, StoreError, delivery_reads, endpoints, millis};
+use crate::circuit::{CircuitPolicy, Health};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 use crate::metrics::Transition;
 use crate::secret::SigningSecret;
@@ -75,6 +77,9 @@ pub struct Outcome {
     pub follow_up: FollowUp,
     /// The receiver answered 410 Gone: disable the endpoint.
     pub disable_endpoint: bool,
+    /// What the attempt says about the receiver, for its circuit; `None` when nothing was sent
+    /// or the answer says nothing about its health (a 4xx other than 429).
+    pub health: Option<Health>,
 }
 
 /// The claim statement (`claim_due.sql`); public so that the benchmark can EXPLAIN exactly what
@@ -82,14 +87,30 @@ pub struct Outcome {
 /// (bigint).
 pub const CLAIM_DUE_SQL: &str = include_str!("claim_due.sql");
 
-/// Leases up to `batch` due deliveries to `worker_id` (see `claim_due.sql`).
+/// What a claim took: deliveries leased to this worker, and how many it parked behind open
+/// circuits instead.
+#[derive(Debug, Default)]
+pub struct ClaimBatch {
+    pub leased: Vec<Claimed>,
+    pub parked: usize,
+}
+
+impl ClaimBatch {
+    /// Due deliveries the claim dealt with: when this is the batch size, more may be due.
+    pub fn taken(&self) -> usize {
+        self.leased.len() + self.parked
+    }
+}
+
+/// Leases up to `batch` due deliveries to `worker_id`, parking those whose endpoint's circuit
+/// is open (see `claim_due.sql`).
 pub async fn delivery_claim_due(
     store: &Store,
     worker_id: &str,
     batch: i64,
     default_timeout: Duration,
     lease_margin: Duration,
-) -> Result<Vec<Claimed>, StoreError> {
+) -> Result<ClaimBatch, StoreError> {
     let client = store.client().await?;
     let stmt = client.prepare_cached(CLAIM_DUE_SQL).await?;
     let timeout_ms = millis(default_timeout);
@@ -97,46 +118,64 @@ pub async fn delivery_claim_due(
     let rows = client
         .query(&stmt, &[&worker_id, &batch, &timeout_ms, &margin_ms])
         .await?;
-    rows.iter()
-        .map(|r| {
-            let endpoint_id = EndpointId(r.try_get("endpoint_id")?);
-            let current: String = r.try_get("secret")?;
-            let previous: Option<String> = r.try_get("previous_secret")?;
-            let secrets = std::iter::once(current)
-                .chain(previous)
-                .map(|stored| store.open_secret(endpoint_id, &stored))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string());
-            Ok(Claimed {
-                id: DeliveryId(r.try_get("id")?),
-                event_id: EventId(r.try_get("event_id")?),
-                endpoint_id,
-                attempt: r.try_get("attempts")?,
-                budget_start: r.try_get("budget_start")?,
-                url: r.try_get("url")?,
-                secrets,
-                endpoint_enabled: r.try_get("enabled")?,
-                max_attempts: r.try_get("max_attempts")?,
-                retry_base_ms: r.try_get("retry_base_ms")?,
-                retry_cap_ms: r.try_get("retry_cap_ms")?,
-                timeout_ms: r.try_get("timeout_ms")?,
-                headers: r.try_get("headers")?,
-                event_type: r.try_get("event_type")?,
-                payload: r.try_get("payload")?,
-                event_created_at: r.try_get("event_created_at")?,
-            })
-        })
-        .collect()
+    let mut claim = ClaimBatch::default();
+    for r in &rows {
+        if r.try_get("parked")? {
+            claim.parked += 1;
+        } else {
+            claim.leased.push(claimed_from_row(store, r)?);
+        }
+    }
+    if claim.parked > 0 {
+        crate::metrics::transition(Transition::Deferred, claim.parked as u64);
+    }
+    Ok(claim)
 }
 
-/// How long until the earliest live delivery is claimable (a pending one due, or a lease
-/// expiring), by the database's clock. `None` when nothing is live.
+fn claimed_from_row(store: &Store, r: &tokio_postgres::Row) -> Result<Claimed, StoreError> {
+    let endpoint_id = EndpointId(r.try_get("endpoint_id")?);
+    let current: String = r.try_get("secret")?;
+    let previous: Option<String> = r.try_get("previous_secret")?;
+    let secrets = std::iter::once(current)
+        .chain(previous)
+        .map(|stored| store.open_secret(endpoint_id, &stored))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string());
+    Ok(Claimed {
+        id: DeliveryId(r.try_get("id")?),
+        event_id: EventId(r.try_get("event_id")?),
+        endpoint_id,
+        attempt: r.try_get("attempts")?,
+        budget_start: r.try_get("budget_start")?,
+        url: r.try_get("url")?,
+        secrets,
+        endpoint_enabled: r.try_get("enabled")?,
+        max_attempts: r.try_get("max_attempts")?,
+        retry_base_ms: r.try_get("retry_base_ms")?,
+        retry_cap_ms: r.try_get("retry_cap_ms")?,
+        timeout_ms: r.try_get("timeout_ms")?,
+        headers: r.try_get("headers")?,
+        event_type: r.try_get("event_type")?,
+        payload: r.try_get("payload")?,
+        event_created_at: r.try_get("event_created_at")?,
+    })
+}
+
+/// How long until the earliest live delivery is claimable (a pending one due, a lease expiring,
+/// or a probe of an open circuit that parked deliveries), by the database's clock. `None` when
+/// nothing is live.
 pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, StoreError> {
     let client = store.client().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT (extract(epoch FROM min(due_at) - clock_timestamp()) * 1000)::float8
-             FROM deliveries WHERE state IN ('pending', 'in_flight')",
+            "SELECT (extract(epoch FROM least(
+                 (SELECT min(due_at) FROM deliveries WHERE state IN ('pending', 'in_flight')),
+                 (SELECT min(c.open_until) FROM endpoint_circuits c
+                  WHERE c.state <> 'closed'
+                    AND EXISTS (SELECT 1 FROM deliveries d
+                                WHERE d.endpoint_id = c.endpoint_id AND d.state = 'pending'
+                                  AND d.due_at IS NULL))
+             ) - clock_timestamp()) * 1000)::float8",
         )
         .await?;
     let ms: Option<f64> = client.query_one(&stmt, &[]).await?.try_get(0)?;
@@ -228,25 +267,75 @@ async fn delivery_outcomes_apply(
     rows.iter().map(|r| Ok(DeliveryId(r.try_get(0)?))).collect()
 }
 
-/// Records a batch of outcomes and disables the endpoints that answered 410, in one transaction.
+/// Records a batch of outcomes, counts the attempts against their endpoints' circuits (opening,
+/// closing, resuming parked deliveries, disabling endpoints that have failed too long), and
+/// disables the endpoints that answered 410, in one transaction.
 pub async fn delivery_outcomes_record(
     store: &Store,
     worker_id: &str,
     outcomes: &[Outcome],
+    circuit: &CircuitPolicy,
 ) -> Result<Vec<DeliveryId>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let recorded = delivery_outcomes_apply(&tx, worker_id, outcomes).await?;
     // Only an outcome that still held its lease may act on the endpoint.
-    let gone: Vec<Uuid> = outcomes
+    let held: Vec<&Outcome> = outcomes
         .iter()
-        .filter(|o| o.disable_endpoint && recorded.contains(&o.delivery_id))
+        .filter(|o| recorded.contains(&o.delivery_id))
+        .collect();
+    let gone: Vec<Uuid> = held
+        .iter()
+        .filter(|o| o.disable_endpoint)
         .map(|o| o.endpoint_id.0)
         .collect();
     if !gone.is_empty() {
         endpoints::endpoints_disable(&tx, &gone, "the receiver answered 410 Gone").await?;
     }
+    let tallies = tally_attempts(&held);
+    let changes = if tallies.is_empty() {
+        Vec::new()
+    } else {
+        circuits::endpoint_circuits_record(&tx, &tallies, circuit).await?
+    };
+    let closed: Vec<Uuid> = changes
+        .iter()
+        .filter(|c| c.to == "closed" && c.from != "closed")
+        .map(|c| c.endpoint_id)
+        .collect();
+    let resumed = if closed.is_empty() {
+        0
+    } else {
+        deliveries_resume_parked(&tx, &closed, "circuit_closed").await?
+    };
+    let failing: Vec<Uuid> = changes
+        .iter()
+        .filter(|c| c.disable)
+        .map(|c| c.endpoint_id)
+        .collect();
+    let mut dead_lettered = 0;
+    for change in changes.iter().filter(|c| c.disable) {
+        let reason = format!(
+            "disabled automatically: failing since {} without a success",
+            change
+                .failing_since
+                .map_or_else(|| "long ago".to_owned(), |t| t.to_rfc3339())
+        );
+        endpoints::endpoints_disable(&tx, &[change.endpoint_id], &reason).await?;
+        dead_lettered +=
+            deliveries_dead_letter_pending(&tx, &[change.endpoint_id], &reason).await?;
+    }
     tx.commit().await?;
+    for change in &changes {
+        if change.from != change.to {
+            crate::metrics::circuit_transition(&change.to);
+        }
+    }
+    if !failing.is_empty() {
+        crate::metrics::endpoints_auto_disabled(failing.len() as u64);
+    }
+    crate::metrics::transition(Transition::Resumed, resumed);
+    crate::metrics::transition(Transition::Dead, dead_lettered);
     for outcome in outcomes
         .iter()
         .filter(|o| recorded.contains(&o.delivery_id))
@@ -261,6 +350,80 @@ pub async fn delivery_outcomes_record(
         );
     }
     Ok(recorded)
+}
+
+/// Each endpoint's successful and failed attempts among recorded outcomes.
+fn tally_attempts(outcomes: &[&Outcome]) -> Vec<AttemptTally> {
+    let mut tallies: Vec<AttemptTally> = Vec::new();
+    for o in outcomes {
+        let Some(health) = o.health else { continue };
+        let tally = match tallies
+            .iter_mut()
+            .find(|t| t.endpoint_id == o.endpoint_id.0)
+        {
+            Some(t) => t,
+            None => {
+                tallies.push(AttemptTally {
+                    endpoint_id: o.endpoint_id.0,
+                    successes: 0,
+                    failures: 0,
+                });
+                let last = tallies.len() - 1;
+                &mut tallies[last]
+            }
+        };
+        match health {
+            Health::Up => tally.successes += 1,
+            Health::Down => tally.failures += 1,
+        }
+    }
+    tallies
+}
+
+/// Makes endpoints' parked deliveries due now (their circuit closed, or the endpoint was
+/// enabled or disabled by hand), logging `resumed` with `class`; returns how many.
+pub(crate) async fn deliveries_resume_parked(
+    client: &impl GenericClient,
+    endpoint_ids: &[Uuid],
+    class: &str,
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH resumed AS (
+                 UPDATE deliveries
+                 SET due_at = now(), updated_at = now()
+                 WHERE endpoint_id = ANY ($1) AND state = 'pending' AND due_at IS NULL
+                 RETURNING id, attempts, due_at
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, next_attempt_at)
+             SELECT id, 'resumed', attempts, $2, due_at FROM resumed ORDER BY id",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&endpoint_ids, &class]).await?)
+}
+
+/// Dead-letters endpoints' pending deliveries (parked or waiting for a retry) with `reason`
+/// (the endpoint was disabled automatically); returns how many. Deliveries in flight finish
+/// their attempt and are dead-lettered when next claimed.
+pub(crate) async fn deliveries_dead_letter_pending(
+    client: &impl GenericClient,
+    endpoint_ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH dead AS (
+                 UPDATE deliveries
+                 SET state = 'dead', due_at = NULL, lease_owner = NULL, last_error = $2,
+                     updated_at = now()
+                 WHERE endpoint_id = ANY ($1) AND state = 'pending'
+                 RETURNING id, attempts
+             )
+             INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, error_message)
+             SELECT id, 'dead_lettered', attempts, 'endpoint_disabled', $2 FROM dead ORDER BY id",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&endpoint_ids, &reason]).await?)
 }
 
 /// Hands unfinished leases back to the queue, due now (worker shutdown). The attempt stays
@@ -468,8 +631,4 @@ pub async fn delivery_redrive(
             None => RedriveOutcome::NotFound,
         },
     )
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::circuits::{self, Circuit};
 use super::{Store, StoreError, deliveries};
 use crate::ids::{AppId, EndpointId};
 use crate::metrics::Transition;
@@ -49,6 +50,8 @@ pub struct Endpoint {
     pub policy: EndpointPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its circuit breaker.
+    pub circuit: Circuit,
 }
 
 /// A partial update: `None` leaves a field alone; for the nullable ones `Some(None)` clears it.
@@ -69,7 +72,13 @@ pub struct EndpointPatch {
 macro_rules! endpoint_columns {
     () => {
         "id, app_id, url, description, event_types, enabled, disabled_reason, headers, metadata,
-         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, created_at, updated_at"
+         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, created_at, updated_at,
+         (SELECT json_build_object('state', c.state, 'consecutive_failures',
+                                   c.consecutive_failures, 'open_until', c.open_until,
+                                   'failing_since', c.failing_since,
+                                   'last_success_at', c.last_success_at,
+                                   'changed_at', c.changed_at)
+          FROM endpoint_circuits c WHERE c.endpoint_id = endpoints.id) AS circuit"
     };
 }
 
@@ -96,6 +105,11 @@ fn endpoint_from_row(r: &tokio_postgres::Row) -> Result<Endpoint, StoreError> {
         },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        circuit: match r.try_get::<_, Option<serde_json::Value>>("circuit")? {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| StoreError::Corrupt(format!("endpoint circuit: {e}")))?,
+            None => Circuit::default(),
+        },
     })
 }
 
@@ -240,14 +254,42 @@ pub async fn endpoint_update(
     row.as_ref().map(endpoint_from_row).transpose()
 }
 
-/// Enables or disables a live endpoint. Enabling clears the reason it was disabled for.
+/// Enables or disables a live endpoint, in one transaction. Enabling clears the reason it was
+/// disabled for. Either way its circuit starts again closed and its parked deliveries are due:
+/// delivered once enabled, dead-lettered when claimed once disabled.
 pub async fn endpoint_set_enabled(
     store: &Store,
     app_id: AppId,
     id: EndpointId,
     enabled: bool,
 ) -> Result<Option<Endpoint>, StoreError> {
-    let client = store.client().await?;
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let Some(endpoint) = endpoint_enabled_set(&tx, app_id, id, enabled).await? else {
+        return Ok(None);
+    };
+    circuits::endpoint_circuits_reset(&tx, &[id.0]).await?;
+    let class = if enabled {
+        "endpoint_enabled"
+    } else {
+        "endpoint_disabled"
+    };
+    let resumed = deliveries::deliveries_resume_parked(&tx, &[id.0], class).await?;
+    tx.commit().await?;
+    crate::metrics::transition(Transition::Resumed, resumed);
+    Ok(Some(Endpoint {
+        circuit: Circuit::default(),
+        ..endpoint
+    }))
+}
+
+/// Sets whether a live endpoint is enabled.
+async fn endpoint_enabled_set(
+    client: &impl GenericClient,
+    app_id: AppId,
+    id: EndpointId,
+    enabled: bool,
+) -> Result<Option<Endpoint>, StoreError> {
     let stmt = client
         .prepare_cached(concat!(
             "UPDATE endpoints

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_retention.sql",
         sql: include_str!("../../../migrations/0006_retention.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_circuit_breaker.sql",
+        sql: include_str!("../../../migrations/0007_circuit_breaker.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -7,6 +7,7 @@
 //! - [`apps`]: apps (tenants) and API keys.
 //! - [`endpoints`]: where webhooks go.
 //! - [`ingest`]: events, idempotency records and the deliveries they fan out to.
+//! - [`circuits`]: endpoints' circuit breakers: counting attempts, reading them.
 //! - [`deliveries`]: the queue: every change of a delivery's state (claim, outcomes, release,
 //!   redrive, cancel).
 //! - [`delivery_reads`]: reads of deliveries, their history and an endpoint's figures.
@@ -17,6 +18,7 @@
 
 pub mod apps;
 pub mod check;
+pub mod circuits;
 pub mod deliveries;
 pub mod delivery_reads;
 pub mod endpoints;
@@ -223,6 +225,13 @@ impl Store {
     pub fn pool_status(&self) -> deadpool_postgres::Status {
         self.pool.status()
     }
+}
+
+/// Milliseconds for a statement, capped at a thousand years: "for ever" is a very long duration,
+/// and PostgreSQL's intervals and timestamps end long before `i64::MAX` milliseconds.
+pub(crate) fn millis(d: Duration) -> i64 {
+    const THOUSAND_YEARS_MS: i64 = 1_000 * 365 * 24 * 3_600 * 1_000;
+    i64::try_from(d.as_millis()).map_or(THOUSAND_YEARS_MS, |ms| ms.min(THOUSAND_YEARS_MS))
 }
 
 /// Reads a text column into one of the engine's enums.

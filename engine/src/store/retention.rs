@@ -7,7 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, millis};
 
 /// Ages past which history is removed.
 #[derive(Debug, Clone, Copy)]
@@ -125,11 +125,4 @@ pub async fn idempotency_keys_expire(
         )
         .await?;
     Ok(client.execute(&stmt, &[&millis(age), &limit]).await?)
-}
-
-/// Milliseconds, capped at a thousand years: "keep forever" is a very long age, and PostgreSQL's
-/// timestamps end long before `i64::MAX` milliseconds ago.
-fn millis(d: Duration) -> i64 {
-    const THOUSAND_YEARS_MS: i64 = 1_000 * 365 * 24 * 3_600 * 1_000;
-    i64::try_from(d.as_millis()).map_or(THOUSAND_YEARS_MS, |ms| ms.min(THOUSAND_YEARS_MS))
 }

@@ -96,6 +96,8 @@ pub enum LogKindOut {
     Redriven,
     Cancelled,
     Released,
+    Deferred,
+    Resumed,
 }
 
 impl From<LogKind> for LogKindOut {
@@ -110,6 +112,8 @@ impl From<LogKind> for LogKindOut {
             LogKind::Redriven => Self::Redriven,
             LogKind::Cancelled => Self::Cancelled,
             LogKind::Released => Self::Released,
+            LogKind::Deferred => Self::Deferred,
+            LogKind::Resumed => Self::Resumed,
         }
     }
 }

@@ -8,6 +8,7 @@ use hookd_engine::custom_headers;
 use hookd_engine::endpoint_url::check_endpoint_url;
 use hookd_engine::ids::EndpointId;
 use hookd_engine::secret::SigningSecret;
+use hookd_engine::store::circuits::{Circuit, CircuitState};
 use hookd_engine::store::{deliveries, delivery_reads, endpoints as store, secrets};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -124,7 +125,7 @@ pub struct EndpointOut {
     /// Null means every type.
     pub event_types: Option<Vec<String>>,
     pub enabled: bool,
-    /// Why the endpoint is disabled (a 410 answer, the API).
+    /// Why the endpoint is disabled (a 410 answer, failing too long, the API).
     pub disabled_reason: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, String>,
@@ -134,6 +135,52 @@ pub struct EndpointOut {
     pub timeout_ms: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub circuit: CircuitOut,
+}
+
+/// The endpoint's circuit breaker: after `HOOKD_CIRCUIT_FAILURES` failed attempts in a row it
+/// opens and the endpoint's deliveries wait (parked, not charged an attempt) until a probe
+/// succeeds.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct CircuitOut {
+    pub state: CircuitStateOut,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: i32,
+    /// While open: when the next probe may go. While half-open: when the probe's lease ends.
+    pub open_until: Option<DateTime<Utc>>,
+    /// The first failure after the last success; the endpoint is disabled when this is older
+    /// than `HOOKD_AUTO_DISABLE_AFTER`.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When the circuit last changed state.
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum CircuitStateOut {
+    /// Deliveries flow.
+    Closed,
+    /// Deliveries are parked until the cooldown ends.
+    Open,
+    /// One probe is in flight; the rest stay parked.
+    HalfOpen,
+}
+
+fn circuit_out(c: Circuit) -> CircuitOut {
+    CircuitOut {
+        state: match c.state {
+            CircuitState::Closed => CircuitStateOut::Closed,
+            CircuitState::Open => CircuitStateOut::Open,
+            CircuitState::HalfOpen => CircuitStateOut::HalfOpen,
+        },
+        consecutive_failures: c.consecutive_failures,
+        open_until: c.open_until,
+        failing_since: c.failing_since,
+        last_success_at: c.last_success_at,
+        changed_at: c.changed_at,
+    }
 }
 
 #[derive(Debug, Object)]
@@ -242,6 +289,7 @@ fn endpoint_out(e: store::Endpoint) -> EndpointOut {
         timeout_ms: e.policy.timeout_ms,
         created_at: e.created_at,
         updated_at: e.updated_at,
+        circuit: circuit_out(e.circuit),
     }
 }
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod batch;
+mod circuit;
 mod crash;
 mod delivery;
 mod fuzz;

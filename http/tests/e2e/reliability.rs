@@ -116,13 +116,16 @@ async fn assert_projection_consistent(db: &TestDb) {
 }
 
 /// Settings for a run under fire: short timeouts, quick retries, a budget that never runs out.
-const FAST_FAILOVER: [(&str, &str); 6] = [
+const FAST_FAILOVER: [(&str, &str); 8] = [
     ("HOOKD_DELIVERY_TIMEOUT_MS", "500"),
     ("HOOKD_LEASE_MARGIN_MS", "500"),
     ("HOOKD_RETRY_BASE_MS", "20"),
     ("HOOKD_RETRY_CAP_MS", "500"),
     ("HOOKD_MAX_ATTEMPTS", "100"),
     ("HOOKD_WORKER_CONCURRENCY", "32"),
+    // Should a run of failures open the circuit, its probe comes within moments.
+    ("HOOKD_CIRCUIT_COOLDOWN", "200ms"),
+    ("HOOKD_CIRCUIT_COOLDOWN_CAP", "1s"),
 ];
 
 #[tokio::test]
@@ -271,13 +274,15 @@ fn verdict_from(
 /// For scenarios that assert no duplicates: a webhook the receiver accepted but answered after
 /// the timeout (a loaded 2-core machine can be that slow) is retried, and rightly counts as a
 /// duplicate. Without crashes or hangs in the mix, only such spurious timeouts could cause one.
-const NO_SPURIOUS_TIMEOUTS: [(&str, &str); 7] = [
+const NO_SPURIOUS_TIMEOUTS: [(&str, &str); 9] = [
     FAST_FAILOVER[0],
     FAST_FAILOVER[1],
     FAST_FAILOVER[2],
     FAST_FAILOVER[3],
     FAST_FAILOVER[4],
     FAST_FAILOVER[5],
+    FAST_FAILOVER[6],
+    FAST_FAILOVER[7],
     ("HOOKD_DELIVERY_TIMEOUT_MS", "10000"),
 ];
 
@@ -334,7 +339,14 @@ async fn four_workers_and_two_apis_share_one_database_without_duplicates() {
 async fn a_receiver_down_past_the_schedule_dead_letters_everything_then_redrive_delivers() {
     let events = if long_form() { 5_000 } else { 500 };
     let db = TestDb::create().await;
-    let hookd = Hookd::start(&db, "serve", &NO_SPURIOUS_TIMEOUTS).await;
+    // The retry schedule alone: with the circuit breaker (circuit.rs), deliveries to a receiver
+    // that is down wait parked, uncharged, instead of running out of attempts.
+    let env = [
+        &NO_SPURIOUS_TIMEOUTS[..],
+        &[("HOOKD_CIRCUIT_FAILURES", "1000000")],
+    ]
+    .concat();
+    let hookd = Hookd::start(&db, "serve", &env).await;
     let api = Client::new(&hookd);
     let key = api.create_app().await;
     let secret = SigningSecret::generate();

@@ -26,7 +26,7 @@ probe_candidates AS (
         SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
         FROM deliveries d
         WHERE d.endpoint_id = c.endpoint_id AND d.state = 'pending' AND d.due_at IS NULL
-        ORDER BY d.id
+        ORDER BY d.ordinal NULLS LAST, d.id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) p
@@ -80,7 +80,7 @@ claimed AS (
     FROM decided x, endpoints ep
     WHERE d.id = x.id AND x.decision IN ('send', 'probe') AND ep.id = d.endpoint_id
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.budget_start, d.due_at,
-              x.previous_state, x.decision
+              d.ordinal, x.previous_state, x.decision
 ),
 parked AS (
     UPDATE deliveries d
@@ -109,11 +109,11 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
            AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
        ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload,
-       ev.created_at AS event_created_at, false AS parked
+       ev.created_at AS event_created_at, c.ordinal IS NOT NULL AS ordered, false AS parked
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id
 JOIN events ev ON ev.id = c.event_id
 UNION ALL
 SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, true
+       NULL, NULL, NULL, true
 FROM parked

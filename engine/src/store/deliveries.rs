@@ -8,6 +8,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::circuits::{self, AttemptTally};
+use super::lanes;
 use super::{Store, StoreError, delivery_reads, endpoints, millis};
 use crate::circuit::{CircuitPolicy, Health};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
@@ -38,6 +39,8 @@ pub struct Claimed {
     pub event_type: String,
     pub payload: String,
     pub event_created_at: DateTime<Utc>,
+    /// It belongs to an ordered endpoint's lane: when it ends, the next one goes.
+    pub ordered: bool,
 }
 
 /// The attempt row of an outcome: what happened when the webhook was sent.
@@ -80,6 +83,8 @@ pub struct Outcome {
     /// What the attempt says about the receiver, for its circuit; `None` when nothing was sent
     /// or the answer says nothing about its health (a 4xx other than 429).
     pub health: Option<Health>,
+    /// The delivery is in an ordered endpoint's lane.
+    pub ordered: bool,
 }
 
 /// The claim statement (`claim_due.sql`); public so that the benchmark can EXPLAIN exactly what
@@ -158,6 +163,7 @@ fn claimed_from_row(store: &Store, r: &tokio_postgres::Row) -> Result<Claimed, S
         event_type: r.try_get("event_type")?,
         payload: r.try_get("payload")?,
         event_created_at: r.try_get("event_created_at")?,
+        ordered: r.try_get("ordered")?,
     })
 }
 
@@ -303,11 +309,21 @@ pub async fn delivery_outcomes_record(
         .filter(|c| c.to == "closed" && c.from != "closed")
         .map(|c| c.endpoint_id)
         .collect();
-    let resumed = if closed.is_empty() {
+    let mut resumed = if closed.is_empty() {
         0
     } else {
         deliveries_resume_parked(&tx, &closed, "circuit_closed").await?
     };
+    // Ordered lanes move on when their delivery ended, or when their circuit closed.
+    let lanes: Vec<Uuid> = held
+        .iter()
+        .filter(|o| o.ordered && !matches!(o.follow_up, FollowUp::Retry { .. }))
+        .map(|o| o.endpoint_id.0)
+        .chain(closed.iter().copied())
+        .collect();
+    if held.iter().any(|o| o.ordered) && !lanes.is_empty() {
+        resumed += lanes::lanes_advance(&tx, &lanes).await?;
+    }
     let failing: Vec<Uuid> = changes
         .iter()
         .filter(|c| c.disable)
@@ -381,7 +397,8 @@ fn tally_attempts(outcomes: &[&Outcome]) -> Vec<AttemptTally> {
 }
 
 /// Makes endpoints' parked deliveries due now (their circuit closed, or the endpoint was
-/// enabled or disabled by hand), logging `resumed` with `class`; returns how many.
+/// enabled or disabled by hand), logging `resumed` with `class`; returns how many. The lanes of
+/// ordered endpoints are left to [`lanes::lanes_advance`], which resumes one at a time.
 pub(crate) async fn deliveries_resume_parked(
     client: &impl GenericClient,
     endpoint_ids: &[Uuid],
@@ -390,10 +407,12 @@ pub(crate) async fn deliveries_resume_parked(
     let stmt = client
         .prepare_cached(
             "WITH resumed AS (
-                 UPDATE deliveries
+                 UPDATE deliveries d
                  SET due_at = now(), updated_at = now()
-                 WHERE endpoint_id = ANY ($1) AND state = 'pending' AND due_at IS NULL
-                 RETURNING id, attempts, due_at
+                 FROM endpoints ep
+                 WHERE d.endpoint_id = ANY ($1) AND d.state = 'pending' AND d.due_at IS NULL
+                   AND ep.id = d.endpoint_id AND NOT (ep.ordered AND d.ordinal IS NOT NULL)
+                 RETURNING d.id, d.attempts, d.due_at
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, next_attempt_at)
              SELECT id, 'resumed', attempts, $2, due_at FROM resumed ORDER BY id",
@@ -489,41 +508,49 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-/// Cancels one pending or in-flight delivery. An attempt in flight still completes, but its
-/// outcome no longer applies: the lease check in `record_outcomes.sql` drops it.
+/// Cancels one pending or in-flight delivery; returns its endpoint when it was cancelled. An
+/// attempt in flight still completes, but its outcome no longer applies: the lease check in
+/// `record_outcomes.sql` drops it.
 async fn delivery_cancel_apply(
     client: &impl GenericClient,
     app_id: AppId,
     id: DeliveryId,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Uuid>, StoreError> {
     let stmt = client
         .prepare_cached(
             "WITH cancelled AS (
                  UPDATE deliveries
                  SET state = 'cancelled', due_at = NULL, lease_owner = NULL, updated_at = now()
                  WHERE id = $1 AND app_id = $2 AND state IN ('pending', 'in_flight')
-                 RETURNING id, attempts
+                 RETURNING id, attempts, endpoint_id
+             ),
+             logged AS (
+                 INSERT INTO delivery_log (delivery_id, kind, attempt, error_class)
+                 SELECT id, 'cancelled', attempts, 'cancelled_by_api' FROM cancelled
              )
-             INSERT INTO delivery_log (delivery_id, kind, attempt, error_class)
-             SELECT id, 'cancelled', attempts, 'cancelled_by_api' FROM cancelled",
+             SELECT endpoint_id FROM cancelled",
         )
         .await?;
-    Ok(client.execute(&stmt, &[&id.0, &app_id.0]).await? == 1)
+    let row = client.query_opt(&stmt, &[&id.0, &app_id.0]).await?;
+    row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
 }
 
-/// Cancels one delivery of an app.
+/// Cancels one delivery of an app; in an ordered lane, the next delivery goes.
 pub async fn delivery_cancel(
     store: &Store,
     app_id: AppId,
     id: DeliveryId,
 ) -> Result<CancelOutcome, StoreError> {
-    let client = store.client().await?;
-    if delivery_cancel_apply(&client, app_id, id).await? {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    if let Some(endpoint_id) = delivery_cancel_apply(&tx, app_id, id).await? {
+        lanes::lanes_advance(&tx, &[endpoint_id]).await?;
+        tx.commit().await?;
         crate::metrics::transition(Transition::Cancelled, 1);
         return Ok(CancelOutcome::Cancelled);
     }
     Ok(
-        match delivery_reads::delivery_get_with(&client, app_id, id).await? {
+        match delivery_reads::delivery_get_with(&tx, app_id, id).await? {
             Some(_) => CancelOutcome::NotCancellable,
             None => CancelOutcome::NotFound,
         },
@@ -548,27 +575,35 @@ pub async fn deliveries_redrive_dead(
     app_id: AppId,
     filter: &DeadLetterFilter,
 ) -> Result<u64, StoreError> {
-    let client = store.client().await?;
-    let stmt = client
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    // A redriven delivery of an ordered lane waits parked for its turn (lanes_advance).
+    let stmt = tx
         .prepare_cached(
             "WITH redriven AS (
                  UPDATE deliveries d
-                 SET state = 'pending', budget_start = d.attempts, due_at = now(),
+                 SET state = 'pending', budget_start = d.attempts,
+                     due_at = CASE WHEN d.ordinal IS NOT NULL AND ep.ordered THEN NULL
+                                   ELSE now() END,
                      lease_owner = NULL, updated_at = now()
-                 FROM events e
+                 FROM events e, endpoints ep
                  WHERE d.app_id = $1 AND d.state = 'dead' AND e.id = d.event_id
+                   AND ep.id = d.endpoint_id
                    AND ($2::uuid IS NULL OR d.endpoint_id = $2)
                    AND ($3::text IS NULL OR e.event_type = $3)
                    AND ($4::timestamptz IS NULL OR d.id >= hookd_uuid_v7_floor($4))
                    AND ($5::timestamptz IS NULL OR d.id < hookd_uuid_v7_floor($5))
-                 RETURNING d.id, d.attempts, d.due_at
+                 RETURNING d.id, d.attempts, d.due_at, d.endpoint_id
+             ),
+             logged AS (
+                 INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
+                 SELECT id, 'redriven', attempts, due_at FROM redriven ORDER BY id
              )
-             INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
-             SELECT id, 'redriven', attempts, due_at FROM redriven ORDER BY id",
+             SELECT endpoint_id FROM redriven",
         )
         .await?;
-    let redriven = client
-        .execute(
+    let endpoints = tx
+        .query(
             &stmt,
             &[
                 &app_id.0,
@@ -578,7 +613,13 @@ pub async fn deliveries_redrive_dead(
                 &filter.before,
             ],
         )
-        .await?;
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<Uuid>, _>>()?;
+    let redriven = endpoints.len() as u64;
+    lanes::lanes_advance(&tx, &endpoints).await?;
+    tx.commit().await?;
     crate::metrics::transition(Transition::Redriven, redriven);
     Ok(redriven)
 }
@@ -592,26 +633,35 @@ pub enum RedriveOutcome {
     NotFound,
 }
 
-/// Schedules a dead-lettered or delivered delivery again, now, with a fresh retry budget.
+/// Schedules a dead-lettered or delivered delivery again, now, with a fresh retry budget (in an
+/// ordered lane: parked, for its turn); returns its endpoint when it was redriven.
 async fn delivery_redrive_apply(
     client: &impl GenericClient,
     app_id: AppId,
     id: DeliveryId,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Uuid>, StoreError> {
     let stmt = client
         .prepare_cached(
             "WITH redriven AS (
-                 UPDATE deliveries
-                 SET state = 'pending', budget_start = attempts, due_at = now(),
+                 UPDATE deliveries d
+                 SET state = 'pending', budget_start = d.attempts,
+                     due_at = CASE WHEN d.ordinal IS NOT NULL AND ep.ordered THEN NULL
+                                   ELSE now() END,
                      lease_owner = NULL, updated_at = now()
-                 WHERE id = $1 AND app_id = $2 AND state IN ('dead', 'succeeded')
-                 RETURNING id, attempts, due_at
+                 FROM endpoints ep
+                 WHERE d.id = $1 AND d.app_id = $2 AND d.state IN ('dead', 'succeeded')
+                   AND ep.id = d.endpoint_id
+                 RETURNING d.id, d.attempts, d.due_at, d.endpoint_id
+             ),
+             logged AS (
+                 INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
+                 SELECT id, 'redriven', attempts, due_at FROM redriven
              )
-             INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
-             SELECT id, 'redriven', attempts, due_at FROM redriven",
+             SELECT endpoint_id FROM redriven",
         )
         .await?;
-    Ok(client.execute(&stmt, &[&id.0, &app_id.0]).await? == 1)
+    let row = client.query_opt(&stmt, &[&id.0, &app_id.0]).await?;
+    row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
 }
 
 /// Redrives one delivery of an app.
@@ -620,13 +670,16 @@ pub async fn delivery_redrive(
     app_id: AppId,
     id: DeliveryId,
 ) -> Result<RedriveOutcome, StoreError> {
-    let client = store.client().await?;
-    if delivery_redrive_apply(&client, app_id, id).await? {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    if let Some(endpoint_id) = delivery_redrive_apply(&tx, app_id, id).await? {
+        lanes::lanes_advance(&tx, &[endpoint_id]).await?;
+        tx.commit().await?;
         crate::metrics::transition(Transition::Redriven, 1);
         return Ok(RedriveOutcome::Redriven);
     }
     Ok(
-        match delivery_reads::delivery_get_with(&client, app_id, id).await? {
+        match delivery_reads::delivery_get_with(&tx, app_id, id).await? {
             Some(_) => RedriveOutcome::NotRedrivable,
             None => RedriveOutcome::NotFound,
         },

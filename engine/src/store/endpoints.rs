@@ -7,6 +7,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::circuits::{self, Circuit};
+use super::lanes;
 use super::{Store, StoreError, deliveries};
 use crate::ids::{AppId, EndpointId};
 use crate::metrics::Transition;
@@ -24,6 +25,8 @@ pub struct NewEndpoint {
     pub headers: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, String>,
     pub policy: EndpointPolicy,
+    /// Deliver in publish order, one at a time.
+    pub ordered: bool,
 }
 
 /// Per-endpoint overrides of the global retry policy and timeout (`None`: the global value).
@@ -48,6 +51,8 @@ pub struct Endpoint {
     pub headers: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, String>,
     pub policy: EndpointPolicy,
+    /// Deliveries created while this holds reach the endpoint in publish order, one at a time.
+    pub ordered: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Its circuit breaker.
@@ -66,13 +71,14 @@ pub struct EndpointPatch {
     pub retry_base_ms: Option<Option<i64>>,
     pub retry_cap_ms: Option<Option<i64>>,
     pub timeout_ms: Option<Option<i64>>,
+    pub ordered: Option<bool>,
 }
 
 /// The columns every endpoint read returns, in [`endpoint_from_row`]'s terms.
 macro_rules! endpoint_columns {
     () => {
         "id, app_id, url, description, event_types, enabled, disabled_reason, headers, metadata,
-         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, created_at, updated_at,
+         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, ordered, created_at, updated_at,
          (SELECT json_build_object('state', c.state, 'consecutive_failures',
                                    c.consecutive_failures, 'open_until', c.open_until,
                                    'failing_since', c.failing_since,
@@ -103,6 +109,7 @@ fn endpoint_from_row(r: &tokio_postgres::Row) -> Result<Endpoint, StoreError> {
             retry_cap_ms: r.try_get("retry_cap_ms")?,
             timeout_ms: r.try_get("timeout_ms")?,
         },
+        ordered: r.try_get("ordered")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         circuit: match r.try_get::<_, Option<serde_json::Value>>("circuit")? {
@@ -127,8 +134,9 @@ pub async fn endpoint_insert(store: &Store, new: &NewEndpoint) -> Result<Endpoin
     let stmt = client
         .prepare_cached(concat!(
             "INSERT INTO endpoints (id, app_id, url, description, event_types, secret, headers,
-                                    metadata, max_attempts, retry_base_ms, retry_cap_ms, timeout_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                    metadata, max_attempts, retry_base_ms, retry_cap_ms, timeout_ms,
+                                    ordered)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              RETURNING ",
             endpoint_columns!()
         ))
@@ -151,6 +159,7 @@ pub async fn endpoint_insert(store: &Store, new: &NewEndpoint) -> Result<Endpoin
                 &new.policy.retry_base_ms,
                 &new.policy.retry_cap_ms,
                 &new.policy.timeout_ms,
+                &new.ordered,
             ],
         )
         .await?;
@@ -200,14 +209,36 @@ pub async fn endpoints_list(
     rows.iter().map(endpoint_from_row).collect()
 }
 
-/// Applies a partial update to a live endpoint.
+/// Applies a partial update to a live endpoint, in one transaction. When it stops being
+/// ordered, the deliveries waiting in its lane go at once.
 pub async fn endpoint_update(
     store: &Store,
     app_id: AppId,
     id: EndpointId,
     patch: &EndpointPatch,
 ) -> Result<Option<Endpoint>, StoreError> {
-    let client = store.client().await?;
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let Some(endpoint) = endpoint_update_apply(&tx, app_id, id, patch).await? else {
+        return Ok(None);
+    };
+    let resumed = if patch.ordered == Some(false) {
+        deliveries::deliveries_resume_parked(&tx, &[id.0], "endpoint_unordered").await?
+    } else {
+        0
+    };
+    tx.commit().await?;
+    crate::metrics::transition(Transition::Resumed, resumed);
+    Ok(Some(endpoint))
+}
+
+/// Updates a live endpoint's columns.
+async fn endpoint_update_apply(
+    client: &impl GenericClient,
+    app_id: AppId,
+    id: EndpointId,
+    patch: &EndpointPatch,
+) -> Result<Option<Endpoint>, StoreError> {
     // For nullable columns a flag says whether to set them, so that null can be set.
     let stmt = client
         .prepare_cached(concat!(
@@ -221,6 +252,7 @@ pub async fn endpoint_update(
                  retry_base_ms = CASE WHEN $11 THEN $12 ELSE retry_base_ms END,
                  retry_cap_ms = CASE WHEN $13 THEN $14 ELSE retry_cap_ms END,
                  timeout_ms = CASE WHEN $15 THEN $16 ELSE timeout_ms END,
+                 ordered = coalesce($17, ordered),
                  updated_at = now()
              WHERE id = $1 AND app_id = $2 AND deleted_at IS NULL
              RETURNING ",
@@ -248,6 +280,7 @@ pub async fn endpoint_update(
                 &patch.retry_cap_ms.flatten(),
                 &patch.timeout_ms.is_some(),
                 &patch.timeout_ms.flatten(),
+                &patch.ordered,
             ],
         )
         .await?;
@@ -274,7 +307,8 @@ pub async fn endpoint_set_enabled(
     } else {
         "endpoint_disabled"
     };
-    let resumed = deliveries::deliveries_resume_parked(&tx, &[id.0], class).await?;
+    let resumed = deliveries::deliveries_resume_parked(&tx, &[id.0], class).await?
+        + lanes::lanes_advance(&tx, &[id.0]).await?;
     tx.commit().await?;
     crate::metrics::transition(Transition::Resumed, resumed);
     Ok(Some(Endpoint {

@@ -132,6 +132,31 @@ async fn events_insert(
     Ok(())
 }
 
+/// Locks the app's ordered endpoints that the batch may reach (by type, or named), in id
+/// order: fan-out and promotion to an ordered endpoint happen one transaction at a time, each
+/// seeing the other's deliveries. Returns how many it locked; for apps without ordered
+/// endpoints the index finds none and nothing waits.
+async fn endpoints_lock_ordered_targets(
+    client: &impl GenericClient,
+    app_id: AppId,
+    types: &[&str],
+    named: &[Uuid],
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id FROM endpoints
+             WHERE app_id = $1 AND ordered AND enabled
+               AND ((event_types IS NULL OR event_types && $2::text[]) OR id = ANY ($3))
+             ORDER BY id
+             FOR NO KEY UPDATE",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&app_id.0, &types, &named])
+        .await?
+        .len() as u64)
+}
+
 /// Creates the events' deliveries with their `created` log rows (see `create_deliveries.sql`).
 async fn deliveries_create_for_events(
     client: &impl GenericClient,
@@ -152,6 +177,7 @@ async fn deliveries_create_for_events(
             pair_endpoints.push(endpoint.0);
         }
     }
+    endpoints_lock_ordered_targets(client, app_id, &types, &pair_endpoints).await?;
     let stmt = client
         .prepare_cached(include_str!("create_deliveries.sql"))
         .await?;

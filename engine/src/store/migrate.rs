@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_circuit_breaker.sql",
         sql: include_str!("../../../migrations/0007_circuit_breaker.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_ordered_delivery.sql",
+        sql: include_str!("../../../migrations/0008_ordered_delivery.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -3,6 +3,7 @@
 //! function that changes a delivery's state appends the log row and updates the projection in
 //! the same statement.
 //!
+//! - [`lanes`]: ordered delivery: moving an ordered endpoint's lane on.
 //! - [`migrate`]: applying `migrations/*.sql`.
 //! - [`apps`]: apps (tenants) and API keys.
 //! - [`endpoints`]: where webhooks go.
@@ -24,6 +25,7 @@ pub mod delivery_reads;
 pub mod endpoints;
 pub mod events;
 pub mod ingest;
+pub mod lanes;
 pub mod migrate;
 pub mod retention;
 pub mod secrets;

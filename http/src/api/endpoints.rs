@@ -50,6 +50,9 @@ pub struct CreateEndpoint {
     /// Overrides `HOOKD_DELIVERY_TIMEOUT_MS` for this endpoint.
     #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
     pub timeout_ms: Option<i64>,
+    /// Deliver in publish order, one at a time: a delivery that is retrying holds the ones
+    /// behind it until it is delivered, dead-lettered or cancelled. Default false.
+    pub ordered: Option<bool>,
 }
 
 impl Example for CreateEndpoint {
@@ -71,6 +74,7 @@ impl Example for CreateEndpoint {
             retry_base_ms: None,
             retry_cap_ms: None,
             timeout_ms: Some(10_000),
+            ordered: None,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct UpdateEndpoint {
     pub retry_cap_ms: MaybeUndefined<i64>,
     #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
     pub timeout_ms: MaybeUndefined<i64>,
+    /// Deliveries created from now on go in publish order, one at a time; `false` releases
+    /// the ones waiting in line at once.
+    pub ordered: Option<bool>,
 }
 
 impl Example for UpdateEndpoint {
@@ -112,6 +119,7 @@ impl Example for UpdateEndpoint {
             retry_base_ms: MaybeUndefined::Undefined,
             retry_cap_ms: MaybeUndefined::Undefined,
             timeout_ms: MaybeUndefined::Undefined,
+            ordered: None,
         }
     }
 }
@@ -133,6 +141,8 @@ pub struct EndpointOut {
     pub retry_base_ms: Option<i64>,
     pub retry_cap_ms: Option<i64>,
     pub timeout_ms: Option<i64>,
+    /// Deliveries go in publish order, one at a time.
+    pub ordered: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub circuit: CircuitOut,
@@ -287,6 +297,7 @@ fn endpoint_out(e: store::Endpoint) -> EndpointOut {
         retry_base_ms: e.policy.retry_base_ms,
         retry_cap_ms: e.policy.retry_cap_ms,
         timeout_ms: e.policy.timeout_ms,
+        ordered: e.ordered,
         created_at: e.created_at,
         updated_at: e.updated_at,
         circuit: circuit_out(e.circuit),
@@ -375,6 +386,7 @@ impl EndpointsApi {
                 retry_cap_ms: body.retry_cap_ms,
                 timeout_ms: body.timeout_ms,
             },
+            ordered: body.ordered.unwrap_or(false),
         };
         let endpoint = store::endpoint_insert(&self.0.store, &new).await?;
         Ok(EndpointCreatedResponse::Created(Json(EndpointCreated {
@@ -449,6 +461,7 @@ impl EndpointsApi {
             retry_base_ms: change(body.retry_base_ms),
             retry_cap_ms: change(body.retry_cap_ms),
             timeout_ms: change(body.timeout_ms),
+            ordered: body.ordered,
         };
         let endpoint = store::endpoint_update(&self.0.store, app_id, id, &patch)
             .await?

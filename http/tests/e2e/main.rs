@@ -15,6 +15,7 @@ mod metrics;
 mod monitoring;
 mod openapi;
 mod operations;
+mod ordered;
 mod projection;
 mod reliability;
 mod resources;

@@ -343,7 +343,7 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
         },
         disable_endpoint: false,
         health: None,
-        ordered: delivery.ordered,
+        laned: delivery.laned,
     };
     if !delivery.endpoint_enabled {
         return not_sent(
@@ -431,7 +431,7 @@ async fn attempt_outcome(context: &AttemptContext, delivery: &Claimed) -> Outcom
         follow_up,
         disable_endpoint,
         health,
-        ordered: delivery.ordered,
+        laned: delivery.laned,
     }
 }
 
@@ -551,7 +551,7 @@ mod tests {
             event_created_at: chrono::DateTime::parse_from_rfc3339("2026-05-01T12:00:00.5Z")
                 .unwrap()
                 .with_timezone(&chrono::Utc),
-            ordered: false,
+            laned: false,
         };
         let body = webhook_body(&delivery);
         assert_eq!(

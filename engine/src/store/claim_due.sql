@@ -109,7 +109,7 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
            AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
        ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload,
-       ev.created_at AS event_created_at, c.ordinal IS NOT NULL AS ordered, false AS parked
+       ev.created_at AS event_created_at, c.ordinal IS NOT NULL AS laned, false AS parked
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id
 JOIN events ev ON ev.id = c.event_id

@@ -2,9 +2,11 @@
 -- its `created` log row; the log insert rings the workers once for the whole batch.
 -- An event either matches the app's enabled endpoints by type, or names its endpoints
 -- explicitly (given as (event, endpoint) pairs; disabled ones are skipped).
--- For an ordered endpoint (whose row the caller has locked, so that this statement sees every
--- committed delivery of it) a delivery takes the next ordinal, in batch order, and is created
--- parked (no due time) unless the lane is empty and it is the first of the batch.
+-- For an endpoint with a lane (ordered, or with max_in_flight or rate_limit_per_s; the caller has
+-- locked its row, so that this statement sees every committed delivery of it) a delivery takes
+-- the next ordinal, in batch order, and is created parked (no due time) unless the lane has room
+-- for it: one active delivery for an ordered endpoint, max_in_flight, and one second's worth of
+-- sends under a rate limit, where each admitted delivery is due 1/N s after the previous one.
 -- $1 app id; $2 event ids, $3 event types, $4 whether the event names its endpoints;
 -- $5, $6 the explicit (event id, endpoint id) pairs
 WITH batch AS (
@@ -16,36 +18,62 @@ pairs AS (
     SELECT * FROM unnest($5::uuid[], $6::uuid[]) AS p(event_id, endpoint_id)
 ),
 targets AS (
-    SELECT b.event_id, b.position, ep.id AS endpoint_id, ep.ordered
+    SELECT b.event_id, b.position, ep.id AS endpoint_id
     FROM batch b
     JOIN endpoints ep ON ep.app_id = $1 AND ep.enabled
     WHERE NOT b.explicit AND (ep.event_types IS NULL OR b.event_type = ANY (ep.event_types))
     UNION
-    SELECT p.event_id, b.position, ep.id, ep.ordered
+    SELECT p.event_id, b.position, ep.id
     FROM pairs p
     JOIN batch b ON b.event_id = p.event_id
     JOIN endpoints ep ON ep.id = p.endpoint_id AND ep.app_id = $1 AND ep.enabled
 ),
--- Ordinals are drawn in batch order: the subquery's order is the order nextval() runs in.
+lanes AS (
+    SELECT ep.id AS endpoint_id, ep.rate_limit_per_s,
+           greatest(now(), ep.rate_tat) AS first_slot,
+           least(CASE WHEN ep.ordered THEN 1 END, ep.max_in_flight, ep.rate_limit_per_s) - (
+               -- Active: in flight, or pending with a due time (parked ones have none).
+               SELECT count(*) FROM deliveries o
+               WHERE o.endpoint_id = ep.id AND o.ordinal IS NOT NULL
+                 AND o.state IN ('pending', 'in_flight')
+                 AND (o.state = 'in_flight' OR o.due_at IS NOT NULL)) AS room
+    FROM endpoints ep
+    WHERE ep.id IN (SELECT endpoint_id FROM targets)
+      AND (ep.ordered OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL)
+),
 numbered AS (
-    SELECT t.*,
-           CASE WHEN t.ordered THEN nextval('delivery_ordinals') END AS ordinal,
-           CASE WHEN t.ordered THEN row_number() OVER (PARTITION BY t.endpoint_id
-                                                       ORDER BY t.position) END AS lane_rank
-    FROM (SELECT * FROM targets ORDER BY position, endpoint_id) t
+    SELECT t.*, l.rate_limit_per_s, l.first_slot, l.room, l.endpoint_id IS NOT NULL AS laned,
+           row_number() OVER (PARTITION BY t.endpoint_id ORDER BY t.position) AS lane_rank
+    FROM targets t
+    LEFT JOIN lanes l ON l.endpoint_id = t.endpoint_id
+),
+-- Ordinals are drawn in batch order: a subquery's order is the order nextval() runs in.
+ordinals AS (
+    SELECT s.event_id, s.endpoint_id, nextval('delivery_ordinals') AS ordinal
+    FROM (SELECT event_id, endpoint_id FROM numbered WHERE laned
+          ORDER BY endpoint_id, lane_rank) s
+),
+admitted AS (
+    SELECT n.*, o.ordinal,
+           CASE WHEN NOT n.laned THEN now()
+                WHEN n.lane_rank > n.room THEN NULL
+                WHEN n.rate_limit_per_s IS NULL THEN now()
+                ELSE n.first_slot + (n.lane_rank - 1) * interval '1 second' / n.rate_limit_per_s
+           END AS due_at
+    FROM numbered n
+    LEFT JOIN ordinals o ON o.event_id = n.event_id AND o.endpoint_id = n.endpoint_id
+),
+slotted AS (
+    UPDATE endpoints ep
+    SET rate_tat = x.last_slot + interval '1 second' / ep.rate_limit_per_s
+    FROM (SELECT endpoint_id, max(due_at) AS last_slot FROM admitted
+          WHERE laned AND due_at IS NOT NULL GROUP BY endpoint_id) x
+    WHERE ep.id = x.endpoint_id AND ep.rate_limit_per_s IS NOT NULL
 ),
 created AS (
     INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at, ordinal)
-    SELECT hookd_uuid_v7(), $1, n.event_id, n.endpoint_id, 'pending', 0,
-           CASE WHEN NOT n.ordered THEN now()
-                WHEN n.lane_rank = 1 AND NOT EXISTS (
-                         SELECT 1 FROM deliveries o
-                         WHERE o.endpoint_id = n.endpoint_id AND o.ordinal IS NOT NULL
-                           AND o.state IN ('pending', 'in_flight'))
-                    THEN now()
-           END,
-           n.ordinal
-    FROM numbered n
+    SELECT hookd_uuid_v7(), $1, a.event_id, a.endpoint_id, 'pending', 0, a.due_at, a.ordinal
+    FROM admitted a
     RETURNING id, event_id, endpoint_id, due_at
 ),
 logged AS (

@@ -39,8 +39,9 @@ pub struct Claimed {
     pub event_type: String,
     pub payload: String,
     pub event_created_at: DateTime<Utc>,
-    /// It belongs to an ordered endpoint's lane: when it ends, the next one goes.
-    pub ordered: bool,
+    /// It belongs to an endpoint's lane (ordered, or limited in flight): when it ends, the
+    /// next one goes.
+    pub laned: bool,
 }
 
 /// The attempt row of an outcome: what happened when the webhook was sent.
@@ -83,8 +84,8 @@ pub struct Outcome {
     /// What the attempt says about the receiver, for its circuit; `None` when nothing was sent
     /// or the answer says nothing about its health (a 4xx other than 429).
     pub health: Option<Health>,
-    /// The delivery is in an ordered endpoint's lane.
-    pub ordered: bool,
+    /// The delivery is in an endpoint's lane (ordered, or limited in flight).
+    pub laned: bool,
 }
 
 /// The claim statement (`claim_due.sql`); public so that the benchmark can EXPLAIN exactly what
@@ -163,7 +164,7 @@ fn claimed_from_row(store: &Store, r: &tokio_postgres::Row) -> Result<Claimed, S
         event_type: r.try_get("event_type")?,
         payload: r.try_get("payload")?,
         event_created_at: r.try_get("event_created_at")?,
-        ordered: r.try_get("ordered")?,
+        laned: r.try_get("laned")?,
     })
 }
 
@@ -314,14 +315,15 @@ pub async fn delivery_outcomes_record(
     } else {
         deliveries_resume_parked(&tx, &closed, "circuit_closed").await?
     };
-    // Ordered lanes move on when their delivery ended, or when their circuit closed.
+    // Lanes move on when an active delivery ended (a retry keeps its place), or when their
+    // circuit closed.
     let lanes: Vec<Uuid> = held
         .iter()
-        .filter(|o| o.ordered && !matches!(o.follow_up, FollowUp::Retry { .. }))
+        .filter(|o| o.laned && !matches!(o.follow_up, FollowUp::Retry { .. }))
         .map(|o| o.endpoint_id.0)
         .chain(closed.iter().copied())
         .collect();
-    if held.iter().any(|o| o.ordered) && !lanes.is_empty() {
+    if !lanes.is_empty() {
         resumed += lanes::lanes_advance(&tx, &lanes).await?;
     }
     let failing: Vec<Uuid> = changes
@@ -398,7 +400,7 @@ fn tally_attempts(outcomes: &[&Outcome]) -> Vec<AttemptTally> {
 
 /// Makes endpoints' parked deliveries due now (their circuit closed, or the endpoint was
 /// enabled or disabled by hand), logging `resumed` with `class`; returns how many. The lanes of
-/// ordered endpoints are left to [`lanes::lanes_advance`], which resumes one at a time.
+/// endpoints with a lane are left to [`lanes::lanes_advance`], which resumes as many as fit.
 pub(crate) async fn deliveries_resume_parked(
     client: &impl GenericClient,
     endpoint_ids: &[Uuid],
@@ -411,7 +413,9 @@ pub(crate) async fn deliveries_resume_parked(
                  SET due_at = now(), updated_at = now()
                  FROM endpoints ep
                  WHERE d.endpoint_id = ANY ($1) AND d.state = 'pending' AND d.due_at IS NULL
-                   AND ep.id = d.endpoint_id AND NOT (ep.ordered AND d.ordinal IS NOT NULL)
+                   AND ep.id = d.endpoint_id
+                   AND NOT ((ep.ordered OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL)
+                            AND d.ordinal IS NOT NULL)
                  RETURNING d.id, d.attempts, d.due_at
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, next_attempt_at)
@@ -535,7 +539,7 @@ async fn delivery_cancel_apply(
     row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
 }
 
-/// Cancels one delivery of an app; in an ordered lane, the next delivery goes.
+/// Cancels one delivery of an app; in a lane, the next delivery goes.
 pub async fn delivery_cancel(
     store: &Store,
     app_id: AppId,
@@ -577,13 +581,15 @@ pub async fn deliveries_redrive_dead(
 ) -> Result<u64, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    // A redriven delivery of an ordered lane waits parked for its turn (lanes_advance).
+    // A redriven delivery of a lane waits parked for its turn (lanes_advance).
     let stmt = tx
         .prepare_cached(
             "WITH redriven AS (
                  UPDATE deliveries d
                  SET state = 'pending', budget_start = d.attempts,
-                     due_at = CASE WHEN d.ordinal IS NOT NULL AND ep.ordered THEN NULL
+                     due_at = CASE WHEN d.ordinal IS NOT NULL
+                                        AND (ep.ordered OR ep.max_in_flight IS NOT NULL
+                                             OR ep.rate_limit_per_s IS NOT NULL) THEN NULL
                                    ELSE now() END,
                      lease_owner = NULL, updated_at = now()
                  FROM events e, endpoints ep
@@ -634,7 +640,7 @@ pub enum RedriveOutcome {
 }
 
 /// Schedules a dead-lettered or delivered delivery again, now, with a fresh retry budget (in an
-/// ordered lane: parked, for its turn); returns its endpoint when it was redriven.
+/// endpoint's lane: parked, for its turn); returns its endpoint when it was redriven.
 async fn delivery_redrive_apply(
     client: &impl GenericClient,
     app_id: AppId,
@@ -645,7 +651,9 @@ async fn delivery_redrive_apply(
             "WITH redriven AS (
                  UPDATE deliveries d
                  SET state = 'pending', budget_start = d.attempts,
-                     due_at = CASE WHEN d.ordinal IS NOT NULL AND ep.ordered THEN NULL
+                     due_at = CASE WHEN d.ordinal IS NOT NULL
+                                        AND (ep.ordered OR ep.max_in_flight IS NOT NULL
+                                             OR ep.rate_limit_per_s IS NOT NULL) THEN NULL
                                    ELSE now() END,
                      lease_owner = NULL, updated_at = now()
                  FROM endpoints ep

@@ -29,13 +29,18 @@ pub struct NewEndpoint {
     pub ordered: bool,
 }
 
-/// Per-endpoint overrides of the global retry policy and timeout (`None`: the global value).
+/// Per-endpoint overrides of the global retry policy and timeout (`None`: the global value),
+/// and the endpoint's limits (`None`: unlimited).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndpointPolicy {
     pub max_attempts: Option<i32>,
     pub retry_base_ms: Option<i64>,
     pub retry_cap_ms: Option<i64>,
     pub timeout_ms: Option<i64>,
+    /// Deliveries active at once (in flight or waiting for a retry), across every worker.
+    pub max_in_flight: Option<i32>,
+    /// Deliveries sent per second at most, across every worker.
+    pub rate_limit_per_s: Option<i32>,
 }
 
 /// An endpoint as stored (its secret stays in the database).
@@ -71,6 +76,8 @@ pub struct EndpointPatch {
     pub retry_base_ms: Option<Option<i64>>,
     pub retry_cap_ms: Option<Option<i64>>,
     pub timeout_ms: Option<Option<i64>>,
+    pub max_in_flight: Option<Option<i32>>,
+    pub rate_limit_per_s: Option<Option<i32>>,
     pub ordered: Option<bool>,
 }
 
@@ -78,7 +85,8 @@ pub struct EndpointPatch {
 macro_rules! endpoint_columns {
     () => {
         "id, app_id, url, description, event_types, enabled, disabled_reason, headers, metadata,
-         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, ordered, created_at, updated_at,
+         max_attempts, retry_base_ms, retry_cap_ms, timeout_ms, max_in_flight, rate_limit_per_s,
+         ordered, created_at, updated_at,
          (SELECT json_build_object('state', c.state, 'consecutive_failures',
                                    c.consecutive_failures, 'open_until', c.open_until,
                                    'failing_since', c.failing_since,
@@ -108,6 +116,8 @@ fn endpoint_from_row(r: &tokio_postgres::Row) -> Result<Endpoint, StoreError> {
             retry_base_ms: r.try_get("retry_base_ms")?,
             retry_cap_ms: r.try_get("retry_cap_ms")?,
             timeout_ms: r.try_get("timeout_ms")?,
+            max_in_flight: r.try_get("max_in_flight")?,
+            rate_limit_per_s: r.try_get("rate_limit_per_s")?,
         },
         ordered: r.try_get("ordered")?,
         created_at: r.try_get("created_at")?,
@@ -135,8 +145,8 @@ pub async fn endpoint_insert(store: &Store, new: &NewEndpoint) -> Result<Endpoin
         .prepare_cached(concat!(
             "INSERT INTO endpoints (id, app_id, url, description, event_types, secret, headers,
                                     metadata, max_attempts, retry_base_ms, retry_cap_ms, timeout_ms,
-                                    ordered)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                    ordered, max_in_flight, rate_limit_per_s)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              RETURNING ",
             endpoint_columns!()
         ))
@@ -160,6 +170,8 @@ pub async fn endpoint_insert(store: &Store, new: &NewEndpoint) -> Result<Endpoin
                 &new.policy.retry_cap_ms,
                 &new.policy.timeout_ms,
                 &new.ordered,
+                &new.policy.max_in_flight,
+                &new.policy.rate_limit_per_s,
             ],
         )
         .await?;
@@ -209,8 +221,9 @@ pub async fn endpoints_list(
     rows.iter().map(endpoint_from_row).collect()
 }
 
-/// Applies a partial update to a live endpoint, in one transaction. When it stops being
-/// ordered, the deliveries waiting in its lane go at once.
+/// Applies a partial update to a live endpoint, in one transaction. When its lane changes
+/// (ordering or the in-flight limit), deliveries waiting in it go as far as the new room allows:
+/// all at once when it has no lane any more.
 pub async fn endpoint_update(
     store: &Store,
     app_id: AppId,
@@ -222,8 +235,12 @@ pub async fn endpoint_update(
     let Some(endpoint) = endpoint_update_apply(&tx, app_id, id, patch).await? else {
         return Ok(None);
     };
-    let resumed = if patch.ordered == Some(false) {
-        deliveries::deliveries_resume_parked(&tx, &[id.0], "endpoint_unordered").await?
+    let resumed = if patch.ordered.is_some()
+        || patch.max_in_flight.is_some()
+        || patch.rate_limit_per_s.is_some()
+    {
+        deliveries::deliveries_resume_parked(&tx, &[id.0], "lane_changed").await?
+            + lanes::lanes_advance(&tx, &[id.0]).await?
     } else {
         0
     };
@@ -253,6 +270,8 @@ async fn endpoint_update_apply(
                  retry_cap_ms = CASE WHEN $13 THEN $14 ELSE retry_cap_ms END,
                  timeout_ms = CASE WHEN $15 THEN $16 ELSE timeout_ms END,
                  ordered = coalesce($17, ordered),
+                 max_in_flight = CASE WHEN $18 THEN $19 ELSE max_in_flight END,
+                 rate_limit_per_s = CASE WHEN $20 THEN $21 ELSE rate_limit_per_s END,
                  updated_at = now()
              WHERE id = $1 AND app_id = $2 AND deleted_at IS NULL
              RETURNING ",
@@ -281,6 +300,10 @@ async fn endpoint_update_apply(
                 &patch.timeout_ms.is_some(),
                 &patch.timeout_ms.flatten(),
                 &patch.ordered,
+                &patch.max_in_flight.is_some(),
+                &patch.max_in_flight.flatten(),
+                &patch.rate_limit_per_s.is_some(),
+                &patch.rate_limit_per_s.flatten(),
             ],
         )
         .await?;

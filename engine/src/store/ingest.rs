@@ -132,11 +132,11 @@ async fn events_insert(
     Ok(())
 }
 
-/// Locks the app's ordered endpoints that the batch may reach (by type, or named), in id
-/// order: fan-out and promotion to an ordered endpoint happen one transaction at a time, each
-/// seeing the other's deliveries. Returns how many it locked; for apps without ordered
-/// endpoints the index finds none and nothing waits.
-async fn endpoints_lock_ordered_targets(
+/// Locks the app's endpoints with a lane (ordered, or limited in flight or rate) that the batch may
+/// reach (by type, or named), in id order: fan-out and promotion to a lane happen one
+/// transaction at a time, each seeing the other's deliveries. Returns how many it locked; for
+/// apps without such endpoints the index finds none and nothing waits.
+async fn endpoints_lock_laned_targets(
     client: &impl GenericClient,
     app_id: AppId,
     types: &[&str],
@@ -145,7 +145,8 @@ async fn endpoints_lock_ordered_targets(
     let stmt = client
         .prepare_cached(
             "SELECT id FROM endpoints
-             WHERE app_id = $1 AND ordered AND enabled
+             WHERE app_id = $1 AND enabled
+               AND (ordered OR max_in_flight IS NOT NULL OR rate_limit_per_s IS NOT NULL)
                AND ((event_types IS NULL OR event_types && $2::text[]) OR id = ANY ($3))
              ORDER BY id
              FOR NO KEY UPDATE",
@@ -177,7 +178,7 @@ async fn deliveries_create_for_events(
             pair_endpoints.push(endpoint.0);
         }
     }
-    endpoints_lock_ordered_targets(client, app_id, &types, &pair_endpoints).await?;
+    endpoints_lock_laned_targets(client, app_id, &types, &pair_endpoints).await?;
     let stmt = client
         .prepare_cached(include_str!("create_deliveries.sql"))
         .await?;

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_ordered_delivery.sql",
         sql: include_str!("../../../migrations/0008_ordered_delivery.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_endpoint_limits.sql",
+        sql: include_str!("../../../migrations/0009_endpoint_limits.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

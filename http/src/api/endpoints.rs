@@ -53,6 +53,13 @@ pub struct CreateEndpoint {
     /// Deliver in publish order, one at a time: a delivery that is retrying holds the ones
     /// behind it until it is delivered, dead-lettered or cancelled. Default false.
     pub ordered: Option<bool>,
+    /// At most this many deliveries active at once (in flight, or waiting for a retry), across
+    /// every worker; the rest wait in line. Default: no limit.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    pub max_in_flight: Option<i32>,
+    /// At most this many deliveries sent per second, across every worker. Default: no limit.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
+    pub rate_limit_per_s: Option<i32>,
 }
 
 impl Example for CreateEndpoint {
@@ -75,6 +82,8 @@ impl Example for CreateEndpoint {
             retry_cap_ms: None,
             timeout_ms: Some(10_000),
             ordered: None,
+            max_in_flight: Some(20),
+            rate_limit_per_s: None,
         }
     }
 }
@@ -105,6 +114,12 @@ pub struct UpdateEndpoint {
     /// Deliveries created from now on go in publish order, one at a time; `false` releases
     /// the ones waiting in line at once.
     pub ordered: Option<bool>,
+    /// `null` removes the limit.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    pub max_in_flight: MaybeUndefined<i32>,
+    /// `null` removes the limit.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
+    pub rate_limit_per_s: MaybeUndefined<i32>,
 }
 
 impl Example for UpdateEndpoint {
@@ -120,6 +135,8 @@ impl Example for UpdateEndpoint {
             retry_cap_ms: MaybeUndefined::Undefined,
             timeout_ms: MaybeUndefined::Undefined,
             ordered: None,
+            max_in_flight: MaybeUndefined::Undefined,
+            rate_limit_per_s: MaybeUndefined::Value(50),
         }
     }
 }
@@ -143,6 +160,10 @@ pub struct EndpointOut {
     pub timeout_ms: Option<i64>,
     /// Deliveries go in publish order, one at a time.
     pub ordered: bool,
+    /// At most this many deliveries active at once (null: no limit).
+    pub max_in_flight: Option<i32>,
+    /// At most this many deliveries sent per second (null: no limit).
+    pub rate_limit_per_s: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub circuit: CircuitOut,
@@ -298,6 +319,8 @@ fn endpoint_out(e: store::Endpoint) -> EndpointOut {
         retry_cap_ms: e.policy.retry_cap_ms,
         timeout_ms: e.policy.timeout_ms,
         ordered: e.ordered,
+        max_in_flight: e.policy.max_in_flight,
+        rate_limit_per_s: e.policy.rate_limit_per_s,
         created_at: e.created_at,
         updated_at: e.updated_at,
         circuit: circuit_out(e.circuit),
@@ -385,6 +408,8 @@ impl EndpointsApi {
                 retry_base_ms: body.retry_base_ms,
                 retry_cap_ms: body.retry_cap_ms,
                 timeout_ms: body.timeout_ms,
+                max_in_flight: body.max_in_flight,
+                rate_limit_per_s: body.rate_limit_per_s,
             },
             ordered: body.ordered.unwrap_or(false),
         };
@@ -461,6 +486,8 @@ impl EndpointsApi {
             retry_base_ms: change(body.retry_base_ms),
             retry_cap_ms: change(body.retry_cap_ms),
             timeout_ms: change(body.timeout_ms),
+            max_in_flight: change(body.max_in_flight),
+            rate_limit_per_s: change(body.rate_limit_per_s),
             ordered: body.ordered,
         };
         let endpoint = store::endpoint_update(&self.0.store, app_id, id, &patch)

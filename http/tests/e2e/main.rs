@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod fuzz;
 mod idempotency;
+mod limits;
 mod logs;
 mod metrics;
 mod monitoring;

@@ -1,0 +1,144 @@
+//! Per-endpoint concurrency and rate limits, enforced across three worker processes together:
+//! the verdicts are the receivers' observed peak concurrency and rate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Publishes `count` events of `event_type` in one batch request.
+async fn publish_batch(api: &Client, key: &str, event_type: &str, count: usize) {
+    let events: Vec<Value> = (0..count)
+        .map(|n| json!({"type": event_type, "payload": {"n": n}}))
+        .collect();
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/events/batch",
+            key,
+            Some(json!({"events": events})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+/// The most arrivals within any `window` (half-open: (t - window, t]).
+fn peak_within(arrivals: &[Received], window: Duration) -> usize {
+    arrivals
+        .iter()
+        .map(|last| {
+            arrivals
+                .iter()
+                .filter(|a| a.at <= last.at && last.at.duration_since(a.at) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn collect(receiver: &mut Receiver, count: usize) -> Vec<Received> {
+    let mut all = Vec::with_capacity(count);
+    while all.len() < count {
+        all.push(receiver.next().await);
+    }
+    all
+}
+
+#[tokio::test]
+async fn concurrency_and_rate_limits_hold_across_three_workers() {
+    let db = TestDb::create().await;
+    let api_process = Hookd::start(&db, "api", &[]).await;
+    let workers = [
+        Hookd::start(&db, "worker", &[]).await,
+        Hookd::start(&db, "worker", &[]).await,
+        Hookd::start(&db, "worker", &[]).await,
+    ];
+    let api = Client::new(&api_process);
+    let key = api.create_app().await;
+
+    // Each request takes 100 ms, so arrivals less than 100 ms apart were in flight together.
+    let busy = Duration::from_millis(100);
+    let mut slow = Receiver::start(Arc::new(move |_| (204, busy))).await;
+    let (limited, _) = api
+        .create_endpoint(
+            &key,
+            json!({"url": slow.url, "event_types": ["slow"], "max_in_flight": 3}),
+        )
+        .await;
+    let mut fast = Receiver::ok().await;
+    let (rated, _) = api
+        .create_endpoint(
+            &key,
+            json!({"url": fast.url, "event_types": ["fast"], "rate_limit_per_s": 20}),
+        )
+        .await;
+    let mut free = Receiver::start(Arc::new(move |_| (204, busy))).await;
+    api.create_endpoint(&key, json!({"url": free.url, "event_types": ["slow"]}))
+        .await;
+
+    publish_batch(&api, &key, "slow", 30).await;
+    publish_batch(&api, &key, "fast", 60).await;
+
+    let slow_arrivals = collect(&mut slow, 30).await;
+    let concurrency = peak_within(&slow_arrivals, busy);
+    assert!(
+        concurrency <= 3,
+        "{concurrency} requests in flight at once, limit 3"
+    );
+    assert!(
+        concurrency >= 2,
+        "the limit should still allow parallel requests"
+    );
+    // Without the limit, the same load runs far wider.
+    let free_arrivals = collect(&mut free, 30).await;
+    assert!(peak_within(&free_arrivals, busy) > 3);
+
+    let fast_arrivals = collect(&mut fast, 60).await;
+    let rate = peak_within(&fast_arrivals, Duration::from_secs(1));
+    // Send times follow 50 ms slots; a claim that comes a moment late can push one send across
+    // a window's edge.
+    assert!(rate <= 21, "{rate} deliveries within one second, limit 20");
+    let first = fast_arrivals.iter().map(|a| a.at).min().unwrap();
+    let last = fast_arrivals.iter().map(|a| a.at).max().unwrap();
+    assert!(
+        last.duration_since(first) >= Duration::from_millis(2_800),
+        "60 deliveries at 20/s took {:?}",
+        last.duration_since(first)
+    );
+
+    // The limits show on the endpoints, and lifting one releases what waits at once.
+    let (_, body) = api
+        .call(Method::GET, &format!("/v1/endpoints/{limited}"), &key, None)
+        .await;
+    assert_eq!(body["max_in_flight"], 3, "{body}");
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/endpoints/{rated}"),
+            &key,
+            Some(json!({"rate_limit_per_s": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("rate_limit_per_s").is_none_or(Value::is_null),
+        "{body}"
+    );
+    publish_batch(&api, &key, "fast", 40).await;
+    let burst = collect(&mut fast, 40).await;
+    assert!(peak_within(&burst, Duration::from_secs(1)) > 21);
+
+    for worker in workers {
+        worker.terminate().await;
+    }
+    let output = db.hookd_command(&["projection", "check"]).await;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -10,6 +10,7 @@
 //!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY.
 //! - [`address`]: which addresses webhooks may go to.
 //! - [`circuit`]: the circuit breaker's policy (its decisions are made in the store).
+//! - [`fairness`]: how many slots an endpoint whose requests hang may hold.
 //! - [`retention`]: the background sweep that removes history past its age.
 //! - [`metrics`]: every metric hookd exports, and the gauges read from the database.
 
@@ -18,6 +19,7 @@ pub mod circuit;
 pub mod custom_headers;
 pub mod delivery;
 pub mod endpoint_url;
+pub mod fairness;
 pub mod ids;
 pub mod listener;
 pub mod metrics;

@@ -20,7 +20,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::circuit::{CircuitPolicy, Health};
-use crate::ids::DeliveryId;
+use crate::fairness::SlotShares;
+use crate::ids::{DeliveryId, EndpointId};
 use crate::metrics::{self, WakeCause};
 use crate::outcome::{self, AttemptResult, ErrorClass, Verdict};
 use crate::retry::RetryPolicy;
@@ -105,7 +106,8 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
     });
 
     let mut sends: JoinSet<()> = JoinSet::new();
-    let mut leases: HashMap<tokio::task::Id, (DeliveryId, i32)> = HashMap::new();
+    let mut leases: HashMap<tokio::task::Id, Lease> = HashMap::new();
+    let mut shares = SlotShares::new(config.concurrency);
     // Whether work may be due that this worker has not claimed: true after a notification, a
     // timer or the start; false once a claim came back short. A finished send frees a slot
     // but makes nothing due, so it only claims while this holds.
@@ -135,12 +137,21 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                 slot_free_since = None;
                 let want = free.min(config.claim_batch);
                 let claim_started = Instant::now();
-                match claim(&store, &config, want).await {
+                let quotas = shares.quotas(
+                    leases.values().map(|l| (l.endpoint, l.started)),
+                    Instant::now(),
+                );
+                match claim(&store, &config, want, &quotas).await {
                     Ok(claim) => {
                         let taken = claim.taken();
                         let leased = claim.leased.len();
                         for delivery in claim.leased {
-                            let lease = (delivery.id, delivery.attempt);
+                            let lease = Lease {
+                                delivery: delivery.id,
+                                attempt: delivery.attempt,
+                                endpoint: delivery.endpoint_id,
+                                started: Instant::now(),
+                            };
                             let handle = sends.spawn(attempt(context.clone(), delivery));
                             leases.insert(handle.id(), lease);
                         }
@@ -175,7 +186,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
             () = shutdown.cancelled() => break,
             () = &mut notified => maybe_due = true,
             Some(done) = sends.join_next_with_id(), if !sends.is_empty() => {
-                forget_lease(&mut leases, done);
+                forget_lease(&mut leases, &mut shares, done);
                 metrics::wakeup(WakeCause::Capacity);
             }
             () = sleep_or_forever(due_at) => {
@@ -192,11 +203,11 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
     tokio::pin!(deadline);
     while !sends.is_empty() {
         tokio::select! {
-            Some(done) = sends.join_next_with_id() => forget_lease(&mut leases, done),
+            Some(done) = sends.join_next_with_id() => forget_lease(&mut leases, &mut shares, done),
             () = &mut deadline => {
                 sends.abort_all();
                 while let Some(done) = sends.join_next_with_id().await {
-                    forget_lease(&mut leases, done);
+                    forget_lease(&mut leases, &mut shares, done);
                 }
             }
         }
@@ -206,7 +217,10 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
     if let Err(e) = recorder.await {
         tracing::error!(error = %e, "outcome recorder failed");
     }
-    let unfinished: Vec<(DeliveryId, i32)> = leases.into_values().collect();
+    let unfinished: Vec<(DeliveryId, i32)> = leases
+        .into_values()
+        .map(|l| (l.delivery, l.attempt))
+        .collect();
     if !unfinished.is_empty() {
         match deliveries::delivery_release(&store, &config.worker_id, &unfinished).await {
             Ok(n) => tracing::info!(released = n, "released unfinished deliveries"),
@@ -221,10 +235,20 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
     }
 }
 
+/// A delivery this worker is sending.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    delivery: DeliveryId,
+    attempt: i32,
+    endpoint: EndpointId,
+    started: Instant,
+}
+
 async fn claim(
     store: &Store,
     config: &WorkerConfig,
     want: usize,
+    quotas: &[(EndpointId, usize)],
 ) -> Result<ClaimBatch, crate::store::StoreError> {
     delivery_claim_due(
         store,
@@ -232,6 +256,7 @@ async fn claim(
         i64::try_from(want).unwrap_or(i64::MAX),
         config.default_timeout,
         config.lease_margin,
+        quotas,
     )
     .await
 }
@@ -239,12 +264,15 @@ async fn claim(
 /// A send that finished (or was aborted) no longer holds a lease this worker must release,
 /// unless it was aborted before recording.
 fn forget_lease(
-    leases: &mut HashMap<tokio::task::Id, (DeliveryId, i32)>,
+    leases: &mut HashMap<tokio::task::Id, Lease>,
+    shares: &mut SlotShares,
     done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
 ) {
     match done {
         Ok((id, ())) => {
-            leases.remove(&id);
+            if let Some(lease) = leases.remove(&id) {
+                shares.finished(lease.endpoint, lease.started.elapsed());
+            }
         }
         Err(e) if e.is_cancelled() => {}
         Err(e) => {

@@ -10,14 +10,36 @@
 -- circuit turns half-open; when every delivery of that endpoint is parked, the oldest parked one
 -- joins the batch to be the probe. Disabled endpoints are never parked: the worker dead-letters
 -- their deliveries.
--- $1 worker id, $2 batch size, $3 default delivery timeout (ms), $4 lease margin (ms)
-WITH due_now AS (
+-- $1 worker id, $2 batch size, $3 default delivery timeout (ms), $4 lease margin (ms),
+-- $5, $6 hanging endpoints and how many more deliveries of each this claim may take
+-- Fairness: an endpoint whose requests hang gets no more of this worker's slots than its quota
+-- ($5 endpoints, $6 how many more each may take; see fairness.rs), so it cannot starve the
+-- others before its circuit opens. The search looks at a window eight batches deep (read
+-- without locks), which bounds its cost however long a hanging endpoint's backlog.
+WITH head AS (
+    SELECT h.id, h.endpoint_id,
+           row_number() OVER (PARTITION BY h.endpoint_id ORDER BY h.due_at) AS rank
+    FROM (
+        SELECT d.id, d.endpoint_id, d.due_at
+        FROM deliveries d
+        WHERE d.state IN ('pending', 'in_flight') AND d.due_at <= now()
+        ORDER BY d.due_at
+        LIMIT $2::bigint * 8
+    ) h
+),
+quotas AS (
+    SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS q(endpoint_id, quota)
+),
+due_now AS (
     SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
-    FROM deliveries d
+    FROM head
+    JOIN deliveries d ON d.id = head.id
+    LEFT JOIN quotas q ON q.endpoint_id = head.endpoint_id
     WHERE d.state IN ('pending', 'in_flight') AND d.due_at <= now()
+      AND (q.quota IS NULL OR head.rank <= q.quota)
     ORDER BY d.due_at
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF d SKIP LOCKED
 ),
 probe_candidates AS (
     SELECT p.id, p.previous_state, p.endpoint_id, p.due_at

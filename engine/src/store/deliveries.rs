@@ -90,7 +90,7 @@ pub struct Outcome {
 
 /// The claim statement (`claim_due.sql`); public so that the benchmark can EXPLAIN exactly what
 /// workers run. Parameters: worker id (text), batch size, default timeout and lease margin in ms
-/// (bigint).
+/// (bigint), hanging endpoints (uuid[]) and their quotas (bigint[]).
 pub const CLAIM_DUE_SQL: &str = include_str!("claim_due.sql");
 
 /// What a claim took: deliveries leased to this worker, and how many it parked behind open
@@ -109,20 +109,36 @@ impl ClaimBatch {
 }
 
 /// Leases up to `batch` due deliveries to `worker_id`, parking those whose endpoint's circuit
-/// is open (see `claim_due.sql`).
+/// is open, and taking no more of a hanging endpoint's than its quota (see `claim_due.sql`).
 pub async fn delivery_claim_due(
     store: &Store,
     worker_id: &str,
     batch: i64,
     default_timeout: Duration,
     lease_margin: Duration,
+    quotas: &[(EndpointId, usize)],
 ) -> Result<ClaimBatch, StoreError> {
     let client = store.client().await?;
     let stmt = client.prepare_cached(CLAIM_DUE_SQL).await?;
     let timeout_ms = millis(default_timeout);
     let margin_ms = millis(lease_margin);
+    let quota_endpoints: Vec<Uuid> = quotas.iter().map(|(e, _)| e.0).collect();
+    let quota_counts: Vec<i64> = quotas
+        .iter()
+        .map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX))
+        .collect();
     let rows = client
-        .query(&stmt, &[&worker_id, &batch, &timeout_ms, &margin_ms])
+        .query(
+            &stmt,
+            &[
+                &worker_id,
+                &batch,
+                &timeout_ms,
+                &margin_ms,
+                &quota_endpoints,
+                &quota_counts,
+            ],
+        )
         .await?;
     let mut claim = ClaimBatch::default();
     for r in &rows {

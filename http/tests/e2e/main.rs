@@ -8,6 +8,7 @@ mod batch;
 mod circuit;
 mod crash;
 mod delivery;
+mod fairness;
 mod fuzz;
 mod idempotency;
 mod limits;

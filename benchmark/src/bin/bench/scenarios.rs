@@ -439,7 +439,7 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
     let client = &db.client;
     client
         .batch_execute(&format!(
-            "PREPARE bench_claim(text, bigint, bigint, bigint) AS {CLAIM_DUE_SQL};
+            "PREPARE bench_claim(text, bigint, bigint, bigint, uuid[], bigint[]) AS {CLAIM_DUE_SQL};
              PREPARE bench_record(text, uuid[], int[], text[], int[], int[], text[], text[],
                                   text[], text[], text[], text[], bigint[])
                  AS {RECORD_OUTCOMES_SQL};
@@ -450,7 +450,7 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
         let claim = first_column(
             client
                 .simple_query(
-                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000)",
+                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000, '{}', '{}')",
                 )
                 .await?,
         );

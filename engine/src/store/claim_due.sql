@@ -14,32 +14,30 @@
 -- $5, $6 hanging endpoints and how many more deliveries of each this claim may take
 -- Fairness: an endpoint whose requests hang gets no more of this worker's slots than its quota
 -- ($5 endpoints, $6 how many more each may take; see fairness.rs), so it cannot starve the
--- others before its circuit opens. The search looks at a window eight batches deep (read
--- without locks), which bounds its cost however long a hanging endpoint's backlog.
-WITH head AS (
-    SELECT h.id, h.endpoint_id,
-           row_number() OVER (PARTITION BY h.endpoint_id ORDER BY h.due_at) AS rank
-    FROM (
-        SELECT d.id, d.endpoint_id, d.due_at
-        FROM deliveries d
-        WHERE d.state IN ('pending', 'in_flight') AND d.due_at <= now()
-        ORDER BY d.due_at
-        LIMIT $2::bigint * 8
-    ) h
-),
-quotas AS (
+-- others before its circuit opens: of its due deliveries, only the first `quota` may be taken.
+-- Without hanging endpoints (the usual case) the filter is one comparison per row.
+WITH quotas AS (
     SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS q(endpoint_id, quota)
 ),
 due_now AS (
     SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
-    FROM head
-    JOIN deliveries d ON d.id = head.id
-    LEFT JOIN quotas q ON q.endpoint_id = head.endpoint_id
+    FROM deliveries d
     WHERE d.state IN ('pending', 'in_flight') AND d.due_at <= now()
-      AND (q.quota IS NULL OR head.rank <= q.quota)
+      AND (cardinality($5::uuid[]) = 0
+           OR d.endpoint_id <> ALL ($5::uuid[])
+           OR d.id = ANY (ARRAY(
+                  SELECT a.id
+                  FROM quotas q
+                  CROSS JOIN LATERAL (
+                      SELECT o.id FROM deliveries o
+                      WHERE o.state IN ('pending', 'in_flight') AND o.due_at <= now()
+                        AND o.endpoint_id = q.endpoint_id
+                      ORDER BY o.due_at
+                      LIMIT q.quota
+                  ) a)))
     ORDER BY d.due_at
     LIMIT $2
-    FOR UPDATE OF d SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 ),
 probe_candidates AS (
     SELECT p.id, p.previous_state, p.endpoint_id, p.due_at

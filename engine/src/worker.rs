@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
@@ -93,16 +94,25 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
         Wake::Poll(_) => None,
     };
     let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+    // Outcomes sent but not yet committed hold their slot: a worker whose database falls behind
+    // stops claiming instead of piling up outcomes until their leases expire.
+    let unrecorded = Arc::new(AtomicUsize::new(0));
+    let recorded = Arc::new(Notify::new());
     let recorder = tokio::spawn(record_outcomes(
         store.clone(),
         config.worker_id.clone(),
         config.circuit,
         outcomes_rx,
+        Backlog {
+            unrecorded: unrecorded.clone(),
+            recorded: recorded.clone(),
+        },
     ));
     let context = Arc::new(AttemptContext {
         sender,
         config: config.clone(),
         outcomes: outcomes_tx,
+        unrecorded: unrecorded.clone(),
     });
 
     let mut sends: JoinSet<()> = JoinSet::new();
@@ -124,10 +134,15 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let outcomes_committed = recorded.notified();
+        tokio::pin!(outcomes_committed);
+        outcomes_committed.as_mut().enable();
         if shutdown.is_cancelled() {
             break;
         }
-        let free = config.concurrency.saturating_sub(sends.len());
+        let free = config
+            .concurrency
+            .saturating_sub(sends.len() + unrecorded.load(Ordering::Acquire));
         let mut refill_at = None;
         if maybe_due && free > 0 {
             let first_free = *slot_free_since.get_or_insert_with(Instant::now);
@@ -195,6 +210,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                 metrics::wakeup(WakeCause::Timer);
             }
             () = sleep_or_forever(refill_at) => {}
+            () = &mut outcomes_committed => {}
         }
     }
 
@@ -294,6 +310,15 @@ struct AttemptContext {
     sender: Sender,
     config: WorkerConfig,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Outcomes handed to the recorder and not yet committed.
+    unrecorded: Arc<AtomicUsize>,
+}
+
+/// How far the recorder is behind, shared with the claim loop.
+struct Backlog {
+    unrecorded: Arc<AtomicUsize>,
+    /// Rung after every batch the recorder finishes: slots may be free again.
+    recorded: Arc<Notify>,
 }
 
 async fn attempt(context: Arc<AttemptContext>, delivery: Claimed) {
@@ -336,7 +361,10 @@ async fn attempt(context: Arc<AttemptContext>, delivery: Claimed) {
     }
     // The recorder outlives every send task; a failed send here means shutdown already gave up
     // on recording, and the lease will expire.
-    let _ = context.outcomes.send(outcome);
+    context.unrecorded.fetch_add(1, Ordering::AcqRel);
+    if context.outcomes.send(outcome).is_err() {
+        context.unrecorded.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The retry policy of a delivery: the endpoint's overrides over the worker's defaults.
@@ -521,6 +549,7 @@ async fn record_outcomes(
     worker_id: String,
     circuit: CircuitPolicy,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
+    backlog: Backlog,
 ) {
     let mut batch = Vec::with_capacity(OUTCOME_BATCH);
     while outcomes.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
@@ -550,6 +579,8 @@ async fn record_outcomes(
                 }
             }
         }
+        backlog.unrecorded.fetch_sub(batch.len(), Ordering::AcqRel);
+        backlog.recorded.notify_one();
         batch.clear();
     }
 }

@@ -201,12 +201,21 @@ impl Hookd {
 }
 
 /// A loopback port nothing listens on right now (for a process told where to listen).
+/// A port free to bind now, for a process that will bind it itself. Chosen below Linux's
+/// ephemeral range (32768–60999): a port the kernel handed out could be handed out again, to
+/// another test's outgoing connection, before the process binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::RngExt as _;
+    loop {
+        let port: u16 = rand::rng().random_range(20_000..32_000);
+        // The scripts' PostgreSQL clusters listen at 25432–25434.
+        if (25_430..25_440).contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// An API client bound to one hookd.

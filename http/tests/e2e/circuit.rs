@@ -199,13 +199,7 @@ async fn an_open_circuit_parks_deliveries_until_a_probe_succeeds_across_workers(
     for worker in workers {
         worker.terminate().await;
     }
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    db.assert_projection_consistent().await;
 }
 
 #[tokio::test]
@@ -279,11 +273,5 @@ async fn an_endpoint_failing_too_long_is_disabled_and_recovered_once_enabled() {
         api.wait_for_state(&key, id, "succeeded").await;
     }
     hookd.terminate().await;
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    db.assert_projection_consistent().await;
 }

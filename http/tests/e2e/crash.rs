@@ -26,15 +26,6 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-async fn assert_projection_consistent(db: &TestDb) {
-    let output = db.hookd_command(&["projection", "check"]).await;
-    assert!(
-        output.status.success(),
-        "projection check failed: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-}
-
 #[tokio::test]
 async fn a_worker_killed_mid_delivery_loses_nothing() {
     let db = TestDb::create().await;
@@ -95,7 +86,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
         reclaimed >= 1,
         "the killed worker's leases should have been reclaimed"
     );
-    assert_projection_consistent(&db).await;
+    db.assert_projection_consistent().await;
 }
 
 #[tokio::test]
@@ -176,5 +167,5 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         .await,
         6
     );
-    assert_projection_consistent(&db).await;
+    db.assert_projection_consistent().await;
 }

@@ -53,6 +53,19 @@ impl TestDb {
         client
     }
 
+    /// Runs `hookd projection check` and asserts that the projection agrees with the log;
+    /// returns its report.
+    pub async fn assert_projection_consistent(&self) -> String {
+        let output = self.hookd_command(&["projection", "check"]).await;
+        let report = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "projection check failed: {report}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        report
+    }
+
     /// Runs `hookd <args>` against this database to completion.
     pub async fn hookd_command(&self, args: &[&str]) -> std::process::Output {
         self.hookd_command_with(args, &[]).await
@@ -406,6 +419,15 @@ impl Receiver {
 
     pub fn set_behavior(&self, behavior: Behavior) {
         *self.behavior.lock().unwrap() = behavior;
+    }
+
+    /// The next `count` webhooks, in arrival order.
+    pub async fn take(&mut self, count: usize) -> Vec<Received> {
+        let mut all = Vec::with_capacity(count);
+        while all.len() < count {
+            all.push(self.next().await);
+        }
+        all
     }
 
     /// The next webhook, or a panic after [`PATIENCE`].

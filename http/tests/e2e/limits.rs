@@ -39,14 +39,6 @@ fn peak_within(arrivals: &[Received], window: Duration) -> usize {
         .unwrap_or(0)
 }
 
-async fn collect(receiver: &mut Receiver, count: usize) -> Vec<Received> {
-    let mut all = Vec::with_capacity(count);
-    while all.len() < count {
-        all.push(receiver.next().await);
-    }
-    all
-}
-
 #[tokio::test]
 async fn concurrency_and_rate_limits_hold_across_three_workers() {
     let db = TestDb::create().await;
@@ -82,7 +74,7 @@ async fn concurrency_and_rate_limits_hold_across_three_workers() {
     publish_batch(&api, &key, "slow", 30).await;
     publish_batch(&api, &key, "fast", 60).await;
 
-    let slow_arrivals = collect(&mut slow, 30).await;
+    let slow_arrivals = slow.take(30).await;
     let concurrency = peak_within(&slow_arrivals, busy);
     assert!(
         concurrency <= 3,
@@ -93,10 +85,10 @@ async fn concurrency_and_rate_limits_hold_across_three_workers() {
         "the limit should still allow parallel requests"
     );
     // Without the limit, the same load runs far wider.
-    let free_arrivals = collect(&mut free, 30).await;
+    let free_arrivals = free.take(30).await;
     assert!(peak_within(&free_arrivals, busy) > 3);
 
-    let fast_arrivals = collect(&mut fast, 60).await;
+    let fast_arrivals = fast.take(60).await;
     let rate = peak_within(&fast_arrivals, Duration::from_secs(1));
     // Send times follow 50 ms slots; a claim that comes a moment late can push one send across
     // a window's edge.
@@ -128,17 +120,11 @@ async fn concurrency_and_rate_limits_hold_across_three_workers() {
         "{body}"
     );
     publish_batch(&api, &key, "fast", 40).await;
-    let burst = collect(&mut fast, 40).await;
+    let burst = fast.take(40).await;
     assert!(peak_within(&burst, Duration::from_secs(1)) > 21);
 
     for worker in workers {
         worker.terminate().await;
     }
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    db.assert_projection_consistent().await;
 }

@@ -194,12 +194,7 @@ async fn cancel_bulk_redrive_and_recover_bring_dead_letters_home() {
         "{recovered}"
     );
     api.wait_for_state(&key, &late, "succeeded").await;
-    let output = db.hookd_command(&["projection", "check"]).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    db.assert_projection_consistent().await;
 }
 
 #[tokio::test]

@@ -18,15 +18,6 @@ fn payload_n(received: &Received) -> i64 {
     body["data"]["n"].as_i64().unwrap()
 }
 
-/// Collects `count` arrivals.
-async fn arrivals(receiver: &mut Receiver, count: usize) -> Vec<Received> {
-    let mut all = Vec::with_capacity(count);
-    while all.len() < count {
-        all.push(receiver.next().await);
-    }
-    all
-}
-
 /// No request began before the previous one was answered.
 fn assert_one_at_a_time(arrived: &[Received]) {
     for pair in arrived.windows(2) {
@@ -88,7 +79,7 @@ async fn ordered_delivery_keeps_publish_order_through_retries_and_a_killed_worke
     let total = single + 10;
 
     // Kill a worker once a third has arrived: its lease expires and the lane waits for it.
-    let mut arrived = arrivals(&mut receiver, 15).await;
+    let mut arrived = receiver.take(15).await;
     workers.remove(0).kill().await;
     workers.push(Hookd::start(&db, "worker", &env).await);
 
@@ -132,13 +123,7 @@ async fn ordered_delivery_keeps_publish_order_through_retries_and_a_killed_worke
     for worker in workers {
         worker.terminate().await;
     }
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    db.assert_projection_consistent().await;
 }
 
 #[tokio::test]
@@ -168,7 +153,7 @@ async fn a_dead_letter_lets_the_next_go_and_a_redrive_waits_its_turn() {
         let event = api.publish(&key, "order.paid", json!({"n": n})).await;
         deliveries.push(event["deliveries"][0]["id"].as_str().unwrap().to_owned());
     }
-    let arrived = arrivals(&mut receiver, 5).await;
+    let arrived = receiver.take(5).await;
     let sent: Vec<i64> = arrived.iter().map(payload_n).collect();
     assert_eq!(sent, [0, 1, 1, 2, 3]);
     assert_one_at_a_time(&arrived);
@@ -188,7 +173,7 @@ async fn a_dead_letter_lets_the_next_go_and_a_redrive_waits_its_turn() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    let arrived = arrivals(&mut receiver, 3).await;
+    let arrived = receiver.take(3).await;
     let sent: Vec<i64> = arrived.iter().map(payload_n).collect();
     // n = 4 was first in line when the redrive came, so it goes first (and retries once).
     assert_eq!(sent, [4, 4, 1], "{sent:?}");
@@ -209,11 +194,5 @@ async fn a_dead_letter_lets_the_next_go_and_a_redrive_waits_its_turn() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ordered"], false);
     hookd.terminate().await;
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    db.assert_projection_consistent().await;
 }

@@ -107,12 +107,7 @@ async fn assert_projection_consistent(db: &TestDb) {
         assert!(Instant::now() < deadline, "deliveries stayed in flight");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let output = db.hookd_command(&["projection", "check"]).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    db.assert_projection_consistent().await;
 }
 
 /// Settings for a run under fire: short timeouts, quick retries, a budget that never runs out.

@@ -136,12 +136,7 @@ async fn endpoints_can_be_listed_updated_disabled_and_deleted() {
         api.history_kinds(&key, &delivery).await.last().unwrap(),
         "cancelled"
     );
-    let output = db.hookd_command(&["projection", "check"]).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    db.assert_projection_consistent().await;
 }
 
 #[tokio::test]

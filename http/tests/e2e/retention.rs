@@ -165,13 +165,7 @@ async fn the_sweep_removes_delivered_history_and_keeps_dead_letters_and_unfinish
     assert!(removed("idempotency_keys") >= 1.0, "{metrics}");
 
     hookd.terminate().await;
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = db.assert_projection_consistent().await;
     assert!(report.contains(" 0 differ"), "{report}");
     assert!(!report.contains("belong to no delivery"), "{report}");
 }

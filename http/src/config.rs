@@ -37,7 +37,7 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_CIRCUIT_COOLDOWN_CAP   longest cooldown (doubles per failed probe) [default: 10m]
   HOOKD_AUTO_DISABLE_AFTER     disable an endpoint failing this long with no success [default: 5d]
   HOOKD_RETENTION              keep delivered history this long       [default: 30d]
-  HOOKD_DEAD_LETTER_RETENTION  keep dead letters this long (>= the above) [default: 90d]
+  HOOKD_DEAD_LETTER_RETENTION  keep dead letters this long (>= the above) [default: 90d, or more]
   HOOKD_IDEMPOTENCY_RETENTION  honour an Idempotency-Key at least this long [default: 24h]
   HOOKD_RETENTION_SWEEP_EVERY  time between retention sweeps          [default: 5m]
   HOOKD_DB_POOL_SIZE           database connections per process       [default: 16]
@@ -267,9 +267,10 @@ pub struct RetentionArgs {
     #[arg(long, env = "HOOKD_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
     /// Keep dead-lettered deliveries (and their events) this long after they were
-    /// dead-lettered, so they can be redriven; at least as long as HOOKD_RETENTION.
-    #[arg(long, env = "HOOKD_DEAD_LETTER_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
-    pub dead_letter_retention: Duration,
+    /// dead-lettered, so they can be redriven; at least as long as HOOKD_RETENTION. Default:
+    /// 90d, or HOOKD_RETENTION when that is longer.
+    #[arg(long, env = "HOOKD_DEAD_LETTER_RETENTION", value_parser = humantime::parse_duration)]
+    pub dead_letter_retention: Option<Duration>,
     /// Honour an `Idempotency-Key` at least this long; expired keys are forgotten by the sweep.
     #[arg(long, env = "HOOKD_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_retention: Duration,
@@ -280,9 +281,12 @@ pub struct RetentionArgs {
 
 impl RetentionArgs {
     pub fn policy(&self) -> anyhow::Result<RetentionPolicy> {
+        const DEAD_LETTERS_DEFAULT: Duration = Duration::from_secs(90 * 24 * 3600);
         RetentionPolicy {
             delivered: self.retention,
-            dead: self.dead_letter_retention,
+            dead: self
+                .dead_letter_retention
+                .unwrap_or(DEAD_LETTERS_DEFAULT.max(self.retention)),
             idempotency: self.idempotency_retention,
             every: self.retention_sweep_every,
         }

@@ -281,4 +281,10 @@ async fn dead_letter_retention_shorter_than_delivered_is_refused_at_start() {
         stderr.contains("HOOKD_RETENTION") || stderr.contains("--retention"),
         "{stderr}"
     );
+
+    // Keeping delivered history for ever keeps dead letters as long, without saying so twice:
+    // the worker runs until it is asked to stop.
+    let keeping = Hookd::start(&db, "worker", &[("HOOKD_RETENTION", "1000y")]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(keeping.terminate().await.success());
 }

@@ -22,14 +22,6 @@ async fn switchable_receiver(up: Arc<AtomicBool>) -> Receiver {
     .await
 }
 
-async fn endpoint(api: &Client, key: &str, id: &str) -> Value {
-    let (status, body) = api
-        .call(Method::GET, &format!("/v1/endpoints/{id}"), key, None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 /// Polls the endpoint until `done` holds for it.
 async fn wait_for_endpoint(
     api: &Client,
@@ -40,7 +32,7 @@ async fn wait_for_endpoint(
 ) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let body = endpoint(api, key, id).await;
+        let body = api.endpoint(key, id).await;
         if done(&body) {
             return body;
         }
@@ -168,7 +160,7 @@ async fn an_open_circuit_parks_deliveries_until_a_probe_succeeds_across_workers(
         30,
     )
     .await;
-    let closed = endpoint(&api, &key, &endpoint_id).await;
+    let closed = api.endpoint(&key, &endpoint_id).await;
     assert_eq!(closed["circuit"]["state"], "closed", "{closed}");
     assert_eq!(closed["circuit"]["consecutive_failures"], 0, "{closed}");
     assert!(closed["circuit"]["last_success_at"].is_string(), "{closed}");

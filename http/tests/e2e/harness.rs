@@ -311,6 +311,53 @@ impl Client {
         body
     }
 
+    /// Publishes `body` with an `Idempotency-Key`; returns the status and the answer.
+    pub async fn publish_with_key(
+        &self,
+        key: &str,
+        idempotency_key: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/events", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .header("Idempotency-Key", idempotency_key)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Publishes `events` in one batch request.
+    pub async fn publish_batch(&self, key: &str, events: &[Value]) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/events/batch",
+                key,
+                Some(json!({ "events": events })),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    pub async fn endpoint(&self, key: &str, id: &str) -> Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/endpoints/{id}"),
+                key,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     pub async fn delivery(&self, key: &str, id: &str) -> Value {
         let (status, body) = self
             .call(

@@ -17,7 +17,7 @@ async fn twenty_concurrent_identical_requests_create_one_event() {
         .await;
 
     let body = json!({"type": "invoice.created", "payload": {"invoice": 7}});
-    let requests = (0..20).map(|_| publish_with_key(&api, &key, "invoice-7", &body));
+    let requests = (0..20).map(|_| api.publish_with_key(&key, "invoice-7", &body));
     let answers = futures_util::future::join_all(requests).await;
     for (status, answer) in &answers {
         assert_eq!(*status, 202, "{answer}");
@@ -38,12 +38,14 @@ async fn twenty_concurrent_identical_requests_create_one_event() {
 
     // The same key with another body is a conflict; another app may use the same key freely.
     let other_body = json!({"type": "invoice.created", "payload": {"invoice": 8}});
-    let (status, problem) = publish_with_key(&api, &key, "invoice-7", &other_body).await;
+    let (status, problem) = api.publish_with_key(&key, "invoice-7", &other_body).await;
     assert_eq!(status, 409);
     assert_eq!(problem["type"], "urn:hookd:problem:idempotency-conflict");
 
     let other_key = api.create_app().await;
-    let (status, _) = publish_with_key(&api, &other_key, "invoice-7", &other_body).await;
+    let (status, _) = api
+        .publish_with_key(&other_key, "invoice-7", &other_body)
+        .await;
     assert_eq!(status, 202);
 }
 
@@ -78,11 +80,11 @@ async fn publishes_sharing_a_transaction_keep_their_own_answers() {
     });
     let reused = (0..5).map(|n| {
         let body = json!({"type": "order.paid", "payload": {"reused": n}});
-        async move { ("reused", publish_with_key(api, key, "reused", &body).await) }
+        async move { ("reused", api.publish_with_key(key, "reused", &body).await) }
     });
     let same_body = json!({"type": "order.paid", "payload": {"same": true}});
     let same =
-        (0..2).map(|_| async { ("same", publish_with_key(api, key, "same", &same_body).await) });
+        (0..2).map(|_| async { ("same", api.publish_with_key(key, "same", &same_body).await) });
     let foreign = (0..3).map(|_| {
         let body = json!({"type": "order.paid", "payload": {}, "endpoint_ids": [foreign_endpoint]});
         async move {
@@ -148,24 +150,4 @@ async fn publishes_sharing_a_transaction_keep_their_own_answers() {
         transactions < events,
         "{events} events in {transactions} transactions: no publishes shared a transaction"
     );
-}
-
-async fn publish_with_key(
-    api: &Client,
-    key: &str,
-    idempotency_key: &str,
-    body: &serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let response = api
-        .http
-        .post(format!("{}/v1/events", api.base))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .header("Idempotency-Key", idempotency_key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }

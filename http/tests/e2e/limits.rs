@@ -14,15 +14,7 @@ async fn publish_batch(api: &Client, key: &str, event_type: &str, count: usize) 
     let events: Vec<Value> = (0..count)
         .map(|n| json!({"type": event_type, "payload": {"n": n}}))
         .collect();
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/events/batch",
-            key,
-            Some(json!({"events": events})),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    api.publish_batch(key, &events).await;
 }
 
 /// The most arrivals within any `window` (half-open: (t - window, t]).
@@ -102,9 +94,7 @@ async fn concurrency_and_rate_limits_hold_across_three_workers() {
     );
 
     // The limits show on the endpoints, and lifting one releases what waits at once.
-    let (_, body) = api
-        .call(Method::GET, &format!("/v1/endpoints/{limited}"), &key, None)
-        .await;
+    let body = api.endpoint(&key, &limited).await;
     assert_eq!(body["max_in_flight"], 3, "{body}");
     let (status, body) = api
         .call(

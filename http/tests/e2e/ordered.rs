@@ -67,15 +67,7 @@ async fn ordered_delivery_keeps_publish_order_through_retries_and_a_killed_worke
     let batch: Vec<Value> = (single..single + 10)
         .map(|n| json!({"type": "order.paid", "payload": {"n": n}}))
         .collect();
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/events/batch",
-            &key,
-            Some(json!({"events": batch})),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    api.publish_batch(&key, &batch).await;
     let total = single + 10;
 
     // Kill a worker once a third has arrived: its lease expires and the lane waits for it.
@@ -106,19 +98,8 @@ async fn ordered_delivery_keeps_publish_order_through_retries_and_a_killed_worke
     // Every attempt of a delivery came before any attempt of the next.
     let sent: Vec<i64> = arrived.iter().map(payload_n).collect();
     assert!(sent.windows(2).all(|w| w[0] <= w[1]), "{sent:?}");
-    let (status, detail) = api
-        .call(
-            Method::GET,
-            &format!("/v1/endpoints/{endpoint}"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, detail["ordered"].clone()),
-        (200, json!(true)),
-        "{detail}"
-    );
+    let detail = api.endpoint(&key, &endpoint).await;
+    assert_eq!(detail["ordered"], true, "{detail}");
 
     for worker in workers {
         worker.terminate().await;

@@ -23,24 +23,17 @@ async fn count(client: &tokio_postgres::Client, table: &str, column: &str, id: &
         .get(0)
 }
 
-async fn publish_with_key(
+/// Publishes one event with an idempotency key; its answer.
+async fn publish_keyed(
     api: &Client,
     key: &str,
     idempotency_key: &str,
     event_type: &str,
 ) -> serde_json::Value {
-    let response = api
-        .http
-        .post(format!("{}/v1/events", api.base))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .header("Idempotency-Key", idempotency_key)
-        .body(json!({"type": event_type, "payload": {"n": 1}}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    response.json().await.unwrap()
+    let body = json!({"type": event_type, "payload": {"n": 1}});
+    let (status, answer) = api.publish_with_key(key, idempotency_key, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    answer
 }
 
 #[tokio::test]
@@ -75,7 +68,7 @@ async fn the_sweep_removes_delivered_history_and_keeps_dead_letters_and_unfinish
     )
     .await;
 
-    let delivered = publish_with_key(&api, &key, "paid-1", "order.paid").await;
+    let delivered = publish_keyed(&api, &key, "paid-1", "order.paid").await;
     let dead = api.publish(&key, "order.failed", json!({})).await;
     let pending = api.publish(&key, "order.pending", json!({})).await;
     let unsubscribed = api.publish(&key, "order.nobody", json!({})).await;
@@ -145,7 +138,7 @@ async fn the_sweep_removes_delivered_history_and_keeps_dead_letters_and_unfinish
     assert_eq!(api.delivery(&key, &pending_dlv).await["state"], "pending");
 
     // The idempotency key expired too: the same key now publishes a new event.
-    let again = publish_with_key(&api, &key, "paid-1", "order.paid").await;
+    let again = publish_keyed(&api, &key, "paid-1", "order.paid").await;
     assert_ne!(again["id"], delivered["id"]);
 
     let (status, metrics) = api.call(Method::GET, "/metrics", ADMIN_TOKEN, None).await;

@@ -342,11 +342,6 @@ pub async fn delivery_outcomes_record(
     if !lanes.is_empty() {
         resumed += lanes::lanes_advance(&tx, &lanes).await?;
     }
-    let failing: Vec<Uuid> = changes
-        .iter()
-        .filter(|c| c.disable)
-        .map(|c| c.endpoint_id)
-        .collect();
     let mut dead_lettered = 0;
     for change in changes.iter().filter(|c| c.disable) {
         let reason = format!(
@@ -365,15 +360,13 @@ pub async fn delivery_outcomes_record(
             crate::metrics::circuit_transition(&change.to);
         }
     }
-    if !failing.is_empty() {
-        crate::metrics::endpoints_auto_disabled(failing.len() as u64);
+    let disabled = changes.iter().filter(|c| c.disable).count();
+    if disabled > 0 {
+        crate::metrics::endpoints_auto_disabled(disabled as u64);
     }
     crate::metrics::transition(Transition::Resumed, resumed);
     crate::metrics::transition(Transition::Dead, dead_lettered);
-    for outcome in outcomes
-        .iter()
-        .filter(|o| recorded.contains(&o.delivery_id))
-    {
+    for outcome in &held {
         crate::metrics::transition(
             match outcome.follow_up {
                 FollowUp::None => Transition::Succeeded,

@@ -1,4 +1,10 @@
-//! Fair use of a worker's slots: an endpoint whose requests hang (an attempt has run longer than
+//! Fairness, in two parts.
+//!
+//! Between apps: a delivery's place in the queue is its fair key (0010_fair_queue.sql), so that an
+//! app publishing a flood queues behind apps that have no backlog instead of ahead of them. The
+//! constants here set it; the publish and claim statements apply them.
+//!
+//! Of a worker's slots: an endpoint whose requests hang (an attempt has run longer than
 //! [`HANGING_AFTER`]) may hold at most a share of the slots until one of its attempts answers
 //! quickly again, so that it cannot starve the other endpoints before its circuit opens. Fast
 //! endpoints are never capped: one busy endpoint may use every slot. Pure bookkeeping; the claim
@@ -8,6 +14,20 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::ids::EndpointId;
+
+/// The delivery rate each app may publish at without a backlog of fair keys building up:
+/// an app that publishes faster is served after apps below it, by as much as it is ahead.
+/// Claiming is work-conserving, so this is no limit: an app alone is delivered at full speed.
+pub const FAIR_RATE_PER_APP: f64 = 100.0;
+
+/// [`FAIR_RATE_PER_APP`] as the distance between consecutive fair keys of an app.
+pub const FAIR_SPACING_MS: f64 = 1000.0 / FAIR_RATE_PER_APP;
+
+/// How far ahead of now a fair key may lie, which is also how far ahead the claim looks. A flood
+/// larger than what the workers deliver in this time is fair for its newest part only: its
+/// deliveries published more than this long ago go first. Longer means fairness over larger
+/// floods, and claims that pass over more not-yet-due retries when the queue is short.
+pub const FAIR_HORIZON: Duration = Duration::from_secs(300);
 
 /// An attempt running this long marks its endpoint as hanging: healthy receivers answer in
 /// milliseconds to a few hundred.

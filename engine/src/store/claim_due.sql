@@ -1,7 +1,10 @@
 -- Claim-and-commit in one statement: lock due deliveries (skipping those another worker is
 -- locking), lease them to this worker, charge the attempt and log the claim. No lock outlives the
 -- statement, so no transaction is open while the webhook is sent.
--- A delivery whose lease ran out (its worker died mid-attempt) is due again at lease expiry.
+-- A delivery whose lease ran out (its worker died mid-attempt) is due again at lease expiry;
+-- those go first, the rest of the batch is pending deliveries in fair order: by
+-- greatest(fair_key, due_at), so that an app's flood waits behind apps without one (see
+-- 0010_fair_queue.sql). Every due delivery's key lies within the fair horizon ($7) of now.
 --
 -- The circuit breaker decides here, so every worker sees one decision: a delivery whose
 -- endpoint's circuit is open or half-open is parked (pending with no due time, logged
@@ -11,7 +14,8 @@
 -- joins the batch to be the probe. Disabled endpoints are never parked: the worker dead-letters
 -- their deliveries.
 -- $1 worker id, $2 batch size, $3 default delivery timeout (ms), $4 lease margin (ms),
--- $5, $6 hanging endpoints and how many more deliveries of each this claim may take
+-- $5, $6 hanging endpoints and how many more deliveries of each this claim may take,
+-- $7 the fair horizon (ms)
 -- Fairness: an endpoint whose requests hang gets no more of this worker's slots than its quota
 -- ($5 endpoints, $6 how many more each may take; see fairness.rs), so it cannot starve the
 -- others before its circuit opens: of its due deliveries, only the first `quota` may be taken.
@@ -19,10 +23,20 @@
 WITH quotas AS (
     SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS q(endpoint_id, quota)
 ),
-due_now AS (
+-- Leases that ran out are taken whatever the quotas: they are rare (a worker died).
+lapsed AS (
     SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
     FROM deliveries d
-    WHERE d.state IN ('pending', 'in_flight') AND d.due_at <= now()
+    WHERE d.state = 'in_flight' AND d.due_at <= now()
+    ORDER BY d.due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+pending_due AS (
+    SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
+    FROM deliveries d
+    WHERE d.state = 'pending' AND d.due_at IS NOT NULL AND d.due_at <= now()
+      AND greatest(d.fair_key, d.due_at) <= now() + $7::bigint * interval '1 millisecond'
       AND (cardinality($5::uuid[]) = 0
            OR d.endpoint_id <> ALL ($5::uuid[])
            OR d.id = ANY (ARRAY(
@@ -30,14 +44,21 @@ due_now AS (
                   FROM quotas q
                   CROSS JOIN LATERAL (
                       SELECT o.id FROM deliveries o
-                      WHERE o.state IN ('pending', 'in_flight') AND o.due_at <= now()
+                      WHERE o.state = 'pending' AND o.due_at IS NOT NULL AND o.due_at <= now()
+                        AND greatest(o.fair_key, o.due_at)
+                            <= now() + $7::bigint * interval '1 millisecond'
                         AND o.endpoint_id = q.endpoint_id
-                      ORDER BY o.due_at
+                      ORDER BY greatest(o.fair_key, o.due_at)
                       LIMIT q.quota
                   ) a)))
-    ORDER BY d.due_at
-    LIMIT $2
+    ORDER BY greatest(d.fair_key, d.due_at)
+    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
     FOR UPDATE SKIP LOCKED
+),
+due_now AS (
+    SELECT * FROM lapsed
+    UNION ALL
+    SELECT * FROM pending_due
 ),
 probe_candidates AS (
     SELECT p.id, p.previous_state, p.endpoint_id, p.due_at

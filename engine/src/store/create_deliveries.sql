@@ -7,8 +7,12 @@
 -- the next ordinal, in batch order, and is created parked (no due time) unless the lane has room
 -- for it: one active delivery for an ordered endpoint, max_in_flight, and one second's worth of
 -- sends under a rate limit, where each admitted delivery is due 1/N s after the previous one.
+-- Each delivery gets its fair key (0010_fair_queue.sql): spaced $8 ms apart in batch order from
+-- the later of now and the key of the app's newest pending delivery, at most $7 ms (the fair
+-- horizon) ahead of now. Concurrent publishes of one app read the same newest key and overlap:
+-- fairness between apps is approximate, and no lock is taken for it.
 -- $1 app id; $2 event ids, $3 event types, $4 whether the event names its endpoints;
--- $5, $6 the explicit (event id, endpoint id) pairs
+-- $5, $6 the explicit (event id, endpoint id) pairs; $7 fair horizon (ms), $8 fair spacing (ms)
 WITH batch AS (
     SELECT *
     FROM unnest($2::uuid[], $3::text[], $4::bool[]) WITH ORDINALITY
@@ -41,9 +45,18 @@ lanes AS (
     WHERE ep.id IN (SELECT endpoint_id FROM targets)
       AND (ep.ordered OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL)
 ),
+fair_start AS (
+    SELECT greatest(now(), least(
+               coalesce((SELECT d.fair_key FROM deliveries d
+                         WHERE d.app_id = $1 AND d.state = 'pending'
+                         ORDER BY d.id DESC
+                         LIMIT 1), now()),
+               now() + $7::bigint * interval '1 millisecond')) AS at
+),
 numbered AS (
     SELECT t.*, l.rate_limit_per_s, l.first_slot, l.room, l.endpoint_id IS NOT NULL AS laned,
-           row_number() OVER (PARTITION BY t.endpoint_id ORDER BY t.position) AS lane_rank
+           row_number() OVER (PARTITION BY t.endpoint_id ORDER BY t.position) AS lane_rank,
+           row_number() OVER (ORDER BY t.position, t.endpoint_id) AS fair_rank
     FROM targets t
     LEFT JOIN lanes l ON l.endpoint_id = t.endpoint_id
 ),
@@ -71,9 +84,12 @@ slotted AS (
     WHERE ep.id = x.endpoint_id AND ep.rate_limit_per_s IS NOT NULL
 ),
 created AS (
-    INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at, ordinal)
-    SELECT hookd_uuid_v7(), $1, a.event_id, a.endpoint_id, 'pending', 0, a.due_at, a.ordinal
-    FROM admitted a
+    INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at, ordinal,
+                            fair_key)
+    SELECT hookd_uuid_v7(), $1, a.event_id, a.endpoint_id, 'pending', 0, a.due_at, a.ordinal,
+           least(f.at + a.fair_rank * $8::float8 * interval '1 millisecond',
+                 now() + $7::bigint * interval '1 millisecond')
+    FROM admitted a, fair_start f
     RETURNING id, event_id, endpoint_id, due_at
 ),
 logged AS (

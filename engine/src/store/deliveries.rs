@@ -11,6 +11,7 @@ use super::circuits::{self, AttemptTally};
 use super::lanes;
 use super::{Store, StoreError, delivery_reads, endpoints, millis};
 use crate::circuit::{CircuitPolicy, Health};
+use crate::fairness;
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 use crate::metrics::Transition;
 use crate::secret::SigningSecret;
@@ -137,6 +138,7 @@ pub async fn delivery_claim_due(
                 &margin_ms,
                 &quota_endpoints,
                 &quota_counts,
+                &millis(fairness::FAIR_HORIZON),
             ],
         )
         .await?;
@@ -192,7 +194,8 @@ pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, Sto
     let stmt = client
         .prepare_cached(
             "SELECT (extract(epoch FROM least(
-                 (SELECT min(due_at) FROM deliveries WHERE state IN ('pending', 'in_flight')),
+                 (SELECT min(due_at) FROM deliveries WHERE state = 'pending' AND due_at IS NOT NULL),
+                 (SELECT min(due_at) FROM deliveries WHERE state = 'in_flight'),
                  (SELECT min(c.open_until) FROM endpoint_circuits c
                   WHERE c.state <> 'closed'
                     AND EXISTS (SELECT 1 FROM deliveries d

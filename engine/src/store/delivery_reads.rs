@@ -267,9 +267,11 @@ pub async fn delivery_oldest_due_age(store: &Store) -> Result<std::time::Duratio
     let client = store.client().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT coalesce(extract(epoch FROM clock_timestamp() - min(due_at)), 0)::float8
-             FROM deliveries
-             WHERE state IN ('pending', 'in_flight') AND due_at <= clock_timestamp()",
+            "SELECT coalesce(extract(epoch FROM clock_timestamp() - least(
+                 (SELECT min(due_at) FROM deliveries
+                  WHERE state = 'pending' AND due_at IS NOT NULL AND due_at <= clock_timestamp()),
+                 (SELECT min(due_at) FROM deliveries
+                  WHERE state = 'in_flight' AND due_at <= clock_timestamp()))), 0)::float8",
         )
         .await?;
     let seconds: f64 = client.query_one(&stmt, &[]).await?.try_get(0)?;

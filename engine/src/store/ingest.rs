@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, millis};
+use crate::fairness;
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 
 /// An event to publish.
@@ -192,6 +193,8 @@ async fn deliveries_create_for_events(
                 &explicit,
                 &pair_events,
                 &pair_endpoints,
+                &millis(fairness::FAIR_HORIZON),
+                &fairness::FAIR_SPACING_MS,
             ],
         )
         .await?;

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_endpoint_limits.sql",
         sql: include_str!("../../../migrations/0009_endpoint_limits.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_fair_queue.sql",
+        sql: include_str!("../../../migrations/0010_fair_queue.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

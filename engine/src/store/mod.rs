@@ -150,6 +150,14 @@ impl Store {
             config.application_name("hookd");
         }
         config.connect_timeout(Duration::from_secs(5));
+        // JIT compiles any plan whose estimated cost passes a threshold, as the claim statement's
+        // does over a large backlog: most of a second of compiling for a statement that runs in
+        // milliseconds. Options in the URL come after, so a user's own setting wins.
+        let options = match config.get_options() {
+            Some(theirs) => format!("-c jit=off {theirs}"),
+            None => "-c jit=off".to_owned(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,

@@ -82,3 +82,64 @@ async fn healthy_endpoints_keep_their_latency_while_a_tenth_of_endpoints_hang() 
     );
     hookd.terminate().await;
 }
+
+#[tokio::test]
+async fn an_app_publishing_a_flood_does_not_hold_back_the_events_of_another_app() {
+    let db = TestDb::create().await;
+    let hookd = Hookd::start(&db, "serve", &[("HOOKD_WORKER_CONCURRENCY", "8")]).await;
+    let api = Client::new(&hookd);
+    let flooder = api.create_app().await;
+    let other = api.create_app().await;
+    // Every request takes the receivers 10 ms: 8 slots deliver at most 800 a second, so the
+    // flood below keeps the worker busy for 5 s or more.
+    let slow = || -> Behavior { Arc::new(|_| (204, Duration::from_millis(10))) };
+    let mut flood_receiver = Receiver::start(slow()).await;
+    let mut other_receiver = Receiver::start(slow()).await;
+    api.create_endpoint(&flooder, json!({"url": flood_receiver.url}))
+        .await;
+    api.create_endpoint(&other, json!({"url": other_receiver.url}))
+        .await;
+
+    let flood: Vec<Value> = (0..1000)
+        .map(|n| json!({"type": "flood", "payload": {"n": n}}))
+        .collect();
+    for _ in 0..4 {
+        api.publish_batch(&flooder, &flood).await;
+    }
+    // Then the other app publishes 20 events, 50 ms apart, while the flood drains. Claiming
+    // oldest-first, the first would wait for the whole flood, seconds.
+    let start = Instant::now();
+    for i in 0..20u64 {
+        tokio::time::sleep_until((start + Duration::from_millis(i * 50)).into()).await;
+        let sent_ms = start.elapsed().as_millis() as u64;
+        api.publish(&other, "other", json!({"sent_ms": sent_ms}))
+            .await;
+    }
+    let mut latencies: Vec<Duration> = other_receiver
+        .take(20)
+        .await
+        .iter()
+        .map(|received| {
+            let body: Value = serde_json::from_str(&received.body).unwrap();
+            let sent = start + Duration::from_millis(body["data"]["sent_ms"].as_u64().unwrap());
+            received.at.duration_since(sent)
+        })
+        .collect();
+    latencies.sort();
+    let worst = latencies[latencies.len() - 1];
+    let flood_arrived_by_then = flood_receiver.rx.len();
+    assert!(
+        worst < Duration::from_millis(500),
+        "the other app's slowest delivery took {worst:?} (median {:?}) behind a flood of 4,000",
+        latencies[latencies.len() / 2]
+    );
+    // The flood still arrives whole: fairness orders the claims, it does not drop or cap them.
+    let flood_arrived = flood_receiver.take(4000).await;
+    assert_eq!(flood_arrived.len(), 4000);
+    assert!(
+        flood_arrived_by_then < 4000,
+        "the flood was over before the other app's events arrived: nothing was measured"
+    );
+    db.assert_projection_consistent().await;
+    hookd.terminate().await;
+}

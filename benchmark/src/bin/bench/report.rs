@@ -89,7 +89,7 @@ fn fmt(value: Option<f64>, unit: &str) -> String {
     .to_owned()
 }
 
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use hookd_benchmark::receiver::{self, Arrival, Mix, Receiver, ReceiverConfig};
+use hookd_engine::fairness::FAIR_HORIZON;
 use hookd_engine::secret::SigningSecret;
 use hookd_engine::store::deliveries::{CLAIM_DUE_SQL, RECORD_OUTCOMES_SQL};
 use serde_json::{Value, json};
@@ -439,7 +440,8 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
     let client = &db.client;
     client
         .batch_execute(&format!(
-            "PREPARE bench_claim(text, bigint, bigint, bigint, uuid[], bigint[]) AS {CLAIM_DUE_SQL};
+            "PREPARE bench_claim(text, bigint, bigint, bigint, uuid[], bigint[], bigint)
+                 AS {CLAIM_DUE_SQL};
              PREPARE bench_record(text, uuid[], int[], text[], int[], int[], text[], text[],
                                   text[], text[], text[], text[], bigint[])
                  AS {RECORD_OUTCOMES_SQL};
@@ -449,9 +451,10 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
     let plans = async {
         let claim = first_column(
             client
-                .simple_query(
-                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000, '{}', '{}')",
-                )
+                .simple_query(&format!(
+                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000, '{{}}', '{{}}', {})",
+                    FAIR_HORIZON.as_millis()
+                ))
                 .await?,
         );
         let leased = first_column(
@@ -649,7 +652,8 @@ async fn fan_out(bench: &Bench) -> anyhow::Result<Value> {
     Ok(result)
 }
 
-/// Scenario 7: healthy endpoints' latency while 10% of endpoints hang until the timeout.
+/// Scenario 7: healthy endpoints' latency while 10% of endpoints hang until the timeout, and an
+/// app's latency while another app's flood drains.
 async fn fairness(bench: &Bench) -> anyhow::Result<Value> {
     let run = bench.secs(30, 2);
     let timeout_ms = bench.pick(5000, 1000);
@@ -679,5 +683,56 @@ async fn fairness(bench: &Bench) -> anyhow::Result<Value> {
         }));
         world.stop().await?;
     }
+    runs.push(flood_fairness(bench).await?);
     Ok(json!({ "runs": runs }))
+}
+
+/// One app's flood is committed, then another app publishes at a steady rate while it drains:
+/// the other app's publish-to-arrival latency, and the flood's own delivery rate (fairness
+/// orders the claims, it must not slow the flood down).
+async fn flood_fairness(bench: &Bench) -> anyhow::Result<Value> {
+    let flood = bench.pick(100_000, 2_000);
+    let world = World::start(bench, "fairness", &["serve"], &[]).await?;
+    let flooded = world.receiver(fast(), HANG).await?;
+    let other = world.receiver(fast(), HANG).await?;
+    world
+        .endpoint(&flooded, "flood", "bench.flood", None)
+        .await?;
+    let other_key = world.api.create_app().await?;
+    world
+        .api
+        .create_endpoint(
+            &other_key,
+            &format!("http://{}/other", other.addr),
+            &world.secret.expose(),
+            "bench.other",
+            None,
+        )
+        .await?;
+    let sampler = world.sampler().await?;
+    load::batches(&world.api, &world.key, "bench.flood", 1000, flood / 1000, 4).await;
+    let p = load::at_rate(
+        &world.api,
+        &other_key,
+        &["bench.other".to_owned()],
+        50,
+        bench.secs(15, 2),
+        64,
+    )
+    .await;
+    let other_arrivals =
+        wait_for_arrivals(&other, p.events as usize, Duration::from_secs(300)).await?;
+    let flood_arrivals = wait_for_arrivals(&flooded, flood, Duration::from_secs(600)).await?;
+    let result = json!({
+        "form": format!(
+            "another app's flood of {} drains (its rate) while an app publishes 50/s (its latency)",
+            crate::report::thousands(flood as u64)
+        ),
+        "healthy_delivery": delivered(&other_arrivals),
+        "flood_delivery": delivered(&flood_arrivals),
+        "deliveries_per_s": delivered(&flood_arrivals)["deliveries_per_s"],
+        "resources": sampler.finish(),
+    });
+    world.stop().await?;
+    Ok(result)
 }

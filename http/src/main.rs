@@ -4,6 +4,7 @@
 
 mod api;
 mod config;
+mod dashboard;
 mod id;
 mod problem;
 mod spec_routes;
@@ -161,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 store,
                 admin_token: String::new(),
                 allow_private_targets: false,
+                readings: Default::default(),
             }));
             println!("{}", api::document(&service.spec()));
         }
@@ -283,12 +285,14 @@ async fn serve_api(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let max_body_bytes = args.max_body_bytes;
-    let service = api::service(Arc::new(api::ApiState {
+    let state = Arc::new(api::ApiState {
         publisher: Publisher::start(store.clone(), PUBLISH_COMMITTERS),
         store,
         admin_token: args.admin_token.clone(),
         allow_private_targets,
-    }));
+        readings: Default::default(),
+    });
+    let service = api::service(state.clone());
     let document = api::document(&service.spec());
     let routes = Arc::new(spec_routes::SpecRoutes::from_spec(&document));
     let counted_routes = routes.clone();
@@ -302,6 +306,11 @@ async fn serve_api(
             })),
         )
         .at("/metrics", telemetry::endpoint(metrics))
+        .at(
+            "/v1/stats/stream",
+            poem::get(dashboard::stream(state, shutdown.clone())),
+        )
+        .nest("/dashboard", dashboard::routes())
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
         .around(move |endpoint, request| {

@@ -30,7 +30,7 @@ macro_rules! delivery_columns {
     };
 }
 
-fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
+pub(crate) fn delivery_from_row(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     Ok(Delivery {
         id: DeliveryId(r.try_get("id")?),
         event_id: EventId(r.try_get("event_id")?),

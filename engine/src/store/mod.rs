@@ -29,6 +29,7 @@ pub mod lanes;
 pub mod migrate;
 pub mod retention;
 pub mod secrets;
+pub mod stats;
 
 use std::time::Duration;
 

@@ -50,7 +50,7 @@ impl From<DeliveryState> for DeliveryStateOut {
     }
 }
 
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOut {
     pub id: String,

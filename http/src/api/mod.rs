@@ -11,6 +11,7 @@ mod endpoints;
 mod events;
 mod health;
 mod page;
+pub mod stats;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub admin_token: String,
     /// Whether endpoints may point at loopback and private addresses.
     pub allow_private_targets: bool,
+    /// Live figures, shared between the dashboards that ask at the same moment.
+    pub readings: stats::Readings,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -51,6 +54,8 @@ enum Tag {
     Deliveries,
     /// Liveness and readiness.
     Health,
+    /// Live figures for dashboards.
+    Stats,
 }
 
 /// The admin token from `HOOKD_ADMIN_TOKEN`.
@@ -169,6 +174,7 @@ pub fn service(
         endpoints::EndpointsApi,
         events::EventsApi,
         deliveries::DeliveriesApi,
+        stats::StatsApi,
         health::HealthApi,
     ),
     (),
@@ -179,6 +185,7 @@ pub fn service(
             endpoints::EndpointsApi(state.clone()),
             events::EventsApi(state.clone()),
             deliveries::DeliveriesApi(state.clone()),
+            stats::StatsApi(state.clone()),
             health::HealthApi(state),
         ),
         "hookd",

@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod circuit;
 mod crash;
+mod dashboard;
 mod delivery;
 mod fairness;
 mod fuzz;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Store, StoreError, parse_text};
+use super::{Store, StoreError, parse_text, snapshot_read};
 use crate::delivery::{Delivery, DeliveryState, LogEntry};
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
 
@@ -228,12 +228,7 @@ pub async fn endpoint_stats(
     since: DateTime<Utc>,
 ) -> Result<EndpointStats, StoreError> {
     let mut client = store.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_read(&mut client).await?;
     let by_state = endpoint_delivery_counts(&tx, endpoint_id, since).await?;
     let row = endpoint_attempt_figures(&tx, endpoint_id, since).await?;
     tx.commit().await?;

@@ -240,6 +240,19 @@ impl Store {
 
 /// Milliseconds for a statement, capped at a thousand years: "for ever" is a very long duration,
 /// and PostgreSQL's intervals and timestamps end long before `i64::MAX` milliseconds.
+/// A read-only transaction over one snapshot, for reads made of several statements that must
+/// agree with each other.
+pub(crate) async fn snapshot_read(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 pub(crate) fn millis(d: Duration) -> i64 {
     const THOUSAND_YEARS_MS: i64 = 1_000 * 365 * 24 * 3_600 * 1_000;
     i64::try_from(d.as_millis()).map_or(THOUSAND_YEARS_MS, |ms| ms.min(THOUSAND_YEARS_MS))

@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::delivery_reads::delivery_from_row;
-use super::{Store, StoreError, millis};
+use super::{Store, StoreError, millis, snapshot_read};
 use crate::delivery::Delivery;
 use crate::ids::AppId;
 
@@ -184,12 +184,7 @@ pub async fn stats_snapshot(
     recent: i64,
 ) -> Result<Snapshot, StoreError> {
     let mut client = store.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_read(&mut client).await?;
     let log = log_activity_within(&tx, scope, window).await?;
     let events_published = events_published_within(&tx, scope, window).await?;
     let queue = deliveries_count_live_and_dead(&tx, scope).await?;

@@ -86,12 +86,15 @@ async fn healthy_endpoints_keep_their_latency_while_a_tenth_of_endpoints_hang() 
 #[tokio::test]
 async fn an_app_publishing_a_flood_does_not_hold_back_the_events_of_another_app() {
     let db = TestDb::create().await;
-    let hookd = Hookd::start(&db, "serve", &[("HOOKD_WORKER_CONCURRENCY", "8")]).await;
+    // Two worker processes: the order is the database's, whichever worker claims.
+    let limited = [("HOOKD_WORKER_CONCURRENCY", "8")];
+    let hookd = Hookd::start(&db, "serve", &limited).await;
+    let worker = Hookd::start(&db, "worker", &limited).await;
     let api = Client::new(&hookd);
     let flooder = api.create_app().await;
     let other = api.create_app().await;
-    // Every request takes the receivers 10 ms: 8 slots deliver at most 800 a second, so the
-    // flood below keeps the worker busy for 5 s or more.
+    // Every request takes the receivers 10 ms: 16 slots deliver at most 1,600 a second, so the
+    // flood below keeps the workers busy for 5 s or more.
     let slow = || -> Behavior { Arc::new(|_| (204, Duration::from_millis(10))) };
     let mut flood_receiver = Receiver::start(slow()).await;
     let mut other_receiver = Receiver::start(slow()).await;
@@ -103,7 +106,7 @@ async fn an_app_publishing_a_flood_does_not_hold_back_the_events_of_another_app(
     let flood: Vec<Value> = (0..1000)
         .map(|n| json!({"type": "flood", "payload": {"n": n}}))
         .collect();
-    for _ in 0..4 {
+    for _ in 0..8 {
         api.publish_batch(&flooder, &flood).await;
     }
     // Then the other app publishes 20 events, 50 ms apart, while the flood drains. Claiming
@@ -130,16 +133,17 @@ async fn an_app_publishing_a_flood_does_not_hold_back_the_events_of_another_app(
     let flood_arrived_by_then = flood_receiver.rx.len();
     assert!(
         worst < Duration::from_millis(500),
-        "the other app's slowest delivery took {worst:?} (median {:?}) behind a flood of 4,000",
+        "the other app's slowest delivery took {worst:?} (median {:?}) behind a flood of 8,000",
         latencies[latencies.len() / 2]
     );
     // The flood still arrives whole: fairness orders the claims, it does not drop or cap them.
-    let flood_arrived = flood_receiver.take(4000).await;
-    assert_eq!(flood_arrived.len(), 4000);
+    let flood_arrived = flood_receiver.take(8000).await;
+    assert_eq!(flood_arrived.len(), 8000);
     assert!(
-        flood_arrived_by_then < 4000,
+        flood_arrived_by_then < 8000,
         "the flood was over before the other app's events arrived: nothing was measured"
     );
     db.assert_projection_consistent().await;
+    worker.terminate().await;
     hookd.terminate().await;
 }

@@ -116,40 +116,22 @@ async fn next_event(state: &ApiState, token: &str, scope: Scope) -> (Event, bool
     match state.scope_of(token).await {
         Ok(now) if now == scope => {}
         Ok(_) | Err(ApiError::Unauthorized(_)) => {
-            let problem = serde_json::json!({
-                "type": "urn:hookd:problem:unauthorized", "title": "Unauthorized", "status": 401,
-                "detail": "the key was revoked",
-            });
-            return (
-                Event::message(problem.to_string()).event_type("problem"),
-                true,
-            );
+            let revoked = ApiError::new(ProblemKind::Unauthorized, "the key was revoked");
+            return (problem_event(&revoked), true);
         }
-        Err(e) => return (problem_event(e), false),
+        Err(e) => return (problem_event(&e), false),
     }
     match state.stats_reading(scope).await {
         Ok(reading) => (
             Event::message(reading.to_json_string()).event_type("stats"),
             false,
         ),
-        Err(e) => (problem_event(e), false),
+        Err(e) => (problem_event(&e), false),
     }
 }
 
-fn problem_event(error: ApiError) -> Event {
-    let body = match error {
-        ApiError::BadRequest(p)
-        | ApiError::Unauthorized(p)
-        | ApiError::Forbidden(p)
-        | ApiError::NotFound(p)
-        | ApiError::Conflict(p)
-        | ApiError::MethodNotAllowed(p)
-        | ApiError::PayloadTooLarge(p)
-        | ApiError::UnsupportedMediaType(p)
-        | ApiError::Unavailable(p)
-        | ApiError::Internal(p) => p.0.to_json_string(),
-    };
-    Event::message(body).event_type("problem")
+fn problem_event(error: &ApiError) -> Event {
+    Event::message(error.problem().to_json_string()).event_type("problem")
 }
 
 fn bearer_token(request: &Request) -> Option<String> {

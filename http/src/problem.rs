@@ -148,6 +148,22 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(ProblemKind::NotFound, format!("no such {what}"))
     }
+
+    /// The problem detail this error answers with.
+    pub fn problem(&self) -> &Problem {
+        match self {
+            Self::BadRequest(p)
+            | Self::Unauthorized(p)
+            | Self::Forbidden(p)
+            | Self::NotFound(p)
+            | Self::Conflict(p)
+            | Self::MethodNotAllowed(p)
+            | Self::PayloadTooLarge(p)
+            | Self::UnsupportedMediaType(p)
+            | Self::Unavailable(p)
+            | Self::Internal(p) => &p.0,
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {

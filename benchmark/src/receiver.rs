@@ -272,12 +272,16 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(Dropped),
     };
-    let verified = timestamp.parse::<i64>().is_ok_and(|ts| {
-        state.config.secrets.iter().any(|secret| {
-            let expected = signing::sign(secret, &id, ts, &body);
-            signatures.split(' ').any(|s| s == expected)
-        })
-    });
+    let now = chrono::Utc::now().timestamp();
+    let verified = signing::verify(
+        &state.config.secrets,
+        &id,
+        &timestamp,
+        &signatures,
+        &body,
+        now,
+    )
+    .is_ok();
     let behavior = state
         .mix
         .lock()

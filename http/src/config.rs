@@ -32,10 +32,6 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
   HOOKD_CIRCUIT_COOLDOWN       time an open circuit waits before a probe [default: 30s]
   HOOKD_CIRCUIT_COOLDOWN_CAP   longest cooldown (doubles per failed probe) [default: 10m]
   HOOKD_AUTO_DISABLE_AFTER     disable an endpoint failing this long with no success [default: 5d]
-  HOOKD_CIRCUIT_FAILURES       failures in a row that open an endpoint's circuit [default: 20]
-  HOOKD_CIRCUIT_COOLDOWN       time an open circuit waits before a probe [default: 30s]
-  HOOKD_CIRCUIT_COOLDOWN_CAP   longest cooldown (doubles per failed probe) [default: 10m]
-  HOOKD_AUTO_DISABLE_AFTER     disable an endpoint failing this long with no success [default: 5d]
   HOOKD_RETENTION              keep delivered history this long       [default: 30d]
   HOOKD_DEAD_LETTER_RETENTION  keep dead letters this long (>= the above) [default: 90d, or more]
   HOOKD_IDEMPOTENCY_RETENTION  honour an Idempotency-Key at least this long [default: 24h]
@@ -46,7 +42,9 @@ Environment (each also a flag of the subcommands that use it; see `hookd <comman
                                scrape a worker-only process)          [default: none]
   HOOKD_METRICS_REFRESH_MS     how often database gauges are re-read  [default: 15000]
   HOOKD_LOG                    log filter (tracing env-filter syntax) [default: info]
-  HOOKD_LOG_FORMAT             text, or json (one object per line)    [default: text]";
+  HOOKD_LOG_FORMAT             text, or json (one object per line)    [default: text]
+  HOOKD_DEMO_RATE              events/s the demo's producer publishes [default: 5]
+  HOOKD_DEMO_RECEIVER_LISTEN   address:port of the demo's receiver    [default: 127.0.0.1:0]";
 
 /// hookd: a webhook delivery engine on PostgreSQL.
 #[derive(Debug, Parser)]
@@ -98,6 +96,22 @@ pub enum Command {
         retention: RetentionArgs,
         #[command(flatten)]
         metrics: MetricsArgs,
+    },
+    /// Run `serve` with a demo beside it: a receiver on loopback that the dashboard can take
+    /// down, slow down or make flaky, and a producer publishing a shop's events to it.
+    Demo {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        keys: MasterKeyArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
+        #[command(flatten)]
+        demo: DemoArgs,
     },
     /// Print a new random master key (for HOOKD_MASTER_KEY) and exit.
     Keygen,
@@ -258,6 +272,29 @@ pub struct WorkerArgs {
     pub bench_poll_ms: Option<u64>,
 }
 
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Events the demo's producer publishes per second (0.1 to 1000).
+    #[arg(long, env = "HOOKD_DEMO_RATE", default_value_t = 5.0, value_parser = demo_rate)]
+    pub demo_rate: f64,
+    /// Address and port of the demo's receiver (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "HOOKD_DEMO_RECEIVER_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
+    pub demo_receiver_listen: SocketAddr,
+}
+
+fn demo_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.1..=1000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a rate between 0.1 and 1000 events/s"
+        )),
+    }
+}
+
 /// How long history is kept. Every worker process sweeps; an advisory lock lets one at a time.
 #[derive(Debug, Args)]
 pub struct RetentionArgs {
@@ -329,7 +366,7 @@ impl WorkerArgs {
 }
 
 /// Host, process and a random suffix: unique across restarts, readable in the delivery log.
-fn worker_id() -> String {
+pub fn worker_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -2,7 +2,8 @@
 //! build step, no CDN), and the live stream it reads. The page signs in with the admin token or an
 //! app's API key and calls the REST API with it, so it can see and do exactly what that key can.
 //! The stream is the one route it needs beyond the API: `GET /v1/stats/stream`, a reading of
-//! `GET /v1/stats` every second as server-sent events.
+//! `GET /v1/stats` every second as server-sent events. Under `hookd demo`, the page also reads
+//! and switches the demo receiver through `/dashboard/demo`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use poem_openapi::types::ToJSON;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiState;
+use crate::demo::{Demo, Mode};
 use crate::problem::{ApiError, ProblemKind};
 
 const PAGE: &str = include_str!("dashboard/index.html");
@@ -32,8 +34,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// How often the stream sends a reading.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// The page and its assets, nested under `/dashboard`.
-pub fn routes() -> Route {
+/// The page and its assets, nested under `/dashboard`, and the demo's controls.
+pub fn routes(state: Arc<ApiState>, demo: Option<Arc<Demo>>) -> Route {
+    let demo_state = (state.clone(), demo.clone());
     Route::new()
         .at("/", get(asset(PAGE, "text/html; charset=utf-8")))
         .at(
@@ -44,6 +47,82 @@ pub fn routes() -> Route {
             "/dashboard.css",
             get(asset(STYLE, "text/css; charset=utf-8")),
         )
+        .at(
+            "/demo",
+            get(poem::endpoint::make(move |request: Request| {
+                let (state, demo) = demo_state.clone();
+                async move { respond(demo_status(&state, demo.as_deref(), &request).await) }
+            })),
+        )
+        .at(
+            "/demo/receiver",
+            poem::post(poem::endpoint::make(move |mut request: Request| {
+                let (state, demo) = (state.clone(), demo.clone());
+                async move {
+                    let body = request.take_body().into_bytes().await.unwrap_or_default();
+                    respond(set_receiver_mode(&state, demo.as_deref(), &request, &body).await)
+                }
+            })),
+        )
+}
+
+fn respond(result: Result<serde_json::Value, ApiError>) -> poem::Result<Response> {
+    Ok(match result {
+        Ok(body) => Response::builder()
+            .content_type("application/json")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(body.to_string()),
+        Err(problem) => problem.into_response(),
+    })
+}
+
+/// `GET /dashboard/demo`: the demo receiver's mode and counts, or `{"enabled": false}` when this
+/// process runs no demo (so the page can tell without an error). Any valid key may read it.
+async fn demo_status(
+    state: &ApiState,
+    demo: Option<&Demo>,
+    request: &Request,
+) -> Result<serde_json::Value, ApiError> {
+    authorize(state, request).await?;
+    Ok(match demo {
+        Some(demo) => demo.status(),
+        None => serde_json::json!({"enabled": false}),
+    })
+}
+
+/// `POST /dashboard/demo/receiver` with `{"mode": "up" | "down" | "slow" | "flaky"}`.
+async fn set_receiver_mode(
+    state: &ApiState,
+    demo: Option<&Demo>,
+    request: &Request,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    authorize(state, request).await?;
+    let demo = demo.ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::NotFound,
+            "this hookd runs no demo receiver (start one with `hookd demo`)",
+        )
+    })?;
+    let mode = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|body| body.get("mode")?.as_str().and_then(Mode::parse))
+        .ok_or_else(|| ApiError::invalid(r#"send {"mode": "up" | "down" | "slow" | "flaky"}"#))?;
+    demo.receiver.set_mode(mode);
+    Ok(demo.status())
+}
+
+async fn authorize(state: &ApiState, request: &Request) -> Result<Scope, ApiError> {
+    state.scope_of(&presented_token(request)?).await
+}
+
+fn presented_token(request: &Request) -> Result<String, ApiError> {
+    bearer_token(request).ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::Unauthorized,
+            "send the admin token or an API key as `Authorization: Bearer …`",
+        )
+    })
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> impl Endpoint<Output = Response> {
@@ -82,12 +161,7 @@ async fn stream_response(
     shutdown: CancellationToken,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let token = bearer_token(request).ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::Unauthorized,
-            "send the admin token or an API key as `Authorization: Bearer …`",
-        )
-    })?;
+    let token = presented_token(request)?;
     // Refused keys and an unreachable database answer as any other route does, before the
     // stream starts.
     let scope = state.scope_of(&token).await?;

@@ -1,16 +1,18 @@
-//! The `hookd` binary: `serve` (API and workers), `api`, `worker`, `migrate`,
+//! The `hookd` binary: `serve` (API and workers), `api`, `worker`, `demo`, `migrate`,
 //! `projection check`. Configuration is in [`config`]; routes in [`api`]; error mapping in
 //! [`problem`].
 
 mod api;
 mod config;
 mod dashboard;
+mod demo;
 mod id;
 mod problem;
 mod spec_routes;
 mod telemetry;
 mod text;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use hookd_engine::store::{Store, check, migrate, secrets};
 use hookd_engine::vault::Vault;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::listener::{Acceptor as _, Listener as _, TcpListener};
+use poem::listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener};
 use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Request, Response, Route, Server};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,7 @@ use crate::config::{
     ApiArgs, Cli, Command, DatabaseArgs, MasterKeyArgs, MetricsArgs, ProjectionCommand,
     SecretsCommand, WorkerArgs,
 };
+use crate::demo::Demo;
 
 /// Publish transactions an API process runs at once. Each takes every request that arrived while
 /// the others ran, so a few suffice to keep the database busy; the rest of the pool stays free
@@ -103,17 +106,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 retention,
                 shutdown.clone(),
             ));
+            let acceptor = bind_api(api.listen).await?;
             let served = serve_api(
                 store,
+                acceptor,
                 &api,
                 worker.allow_private_targets,
                 handle,
                 shutdown.clone(),
+                None,
             )
             .await;
             // Whatever ended the API also ends the workers.
             shutdown.cancel();
             workers.await.context("worker task failed")?;
+            served?;
+        }
+        Command::Demo {
+            database,
+            keys,
+            api,
+            retention,
+            metrics,
+            demo,
+        } => {
+            let retention = retention.policy()?;
+            let store = open_store(&database, &keys).await?;
+            let shutdown = shutdown_on_signal();
+            let handle = start_metrics(&store, &metrics, &shutdown)?;
+            let sender = Sender::new(&SenderConfig {
+                connect_timeout: Duration::from_secs(2),
+                allow_private_targets: true,
+            })?;
+            let workers = tokio::spawn(run_worker(
+                store.clone(),
+                (sender, demo::worker_config(config::worker_id())),
+                retention,
+                shutdown.clone(),
+            ));
+            let demo = Arc::new(Demo::start(demo.demo_receiver_listen, demo.demo_rate).await?);
+            let acceptor = bind_api(api.listen).await?;
+            let producer = tokio::spawn({
+                let (demo, admin_token, shutdown) =
+                    (demo.clone(), api.admin_token.clone(), shutdown.clone());
+                let bound = acceptor.bound;
+                async move {
+                    let ran = demo.run(bound, &admin_token, shutdown.clone()).await;
+                    // A demo that cannot set itself up has nothing to show: stop.
+                    if ran.is_err() {
+                        shutdown.cancel();
+                    }
+                    ran
+                }
+            });
+            let served = serve_api(
+                store,
+                acceptor,
+                &api,
+                true,
+                handle,
+                shutdown.clone(),
+                Some(demo),
+            )
+            .await;
+            shutdown.cancel();
+            workers.await.context("worker task failed")?;
+            producer.await.context("demo task failed")??;
             served?;
         }
         Command::Api {
@@ -126,7 +184,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             let handle = start_metrics(&store, &metrics, &shutdown)?;
-            serve_api(store, &api, worker.allow_private_targets, handle, shutdown).await?;
+            let acceptor = bind_api(api.listen).await?;
+            serve_api(
+                store,
+                acceptor,
+                &api,
+                worker.allow_private_targets,
+                handle,
+                shutdown,
+                None,
+            )
+            .await?;
         }
         Command::Worker {
             database,
@@ -277,12 +345,36 @@ async fn run_worker(
     tracing::info!("worker stopped");
 }
 
+/// The API's listening socket, bound before anything that needs its address starts.
+struct BoundApi {
+    acceptor: TcpAcceptor,
+    bound: SocketAddr,
+}
+
+async fn bind_api(listen: SocketAddr) -> anyhow::Result<BoundApi> {
+    let acceptor = TcpListener::bind(listen)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .context("the listener has no socket address")?;
+    // Tests and scripts read this line to find the port.
+    println!("hookd listening on http://{bound}");
+    tracing::info!(%bound, "API listening");
+    Ok(BoundApi { acceptor, bound })
+}
+
 async fn serve_api(
     store: Store,
+    api: BoundApi,
     args: &ApiArgs,
     allow_private_targets: bool,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
+    demo: Option<Arc<Demo>>,
 ) -> anyhow::Result<()> {
     let max_body_bytes = args.max_body_bytes;
     let state = Arc::new(api::ApiState {
@@ -308,9 +400,9 @@ async fn serve_api(
         .at("/metrics", telemetry::endpoint(metrics))
         .at(
             "/v1/stats/stream",
-            poem::get(dashboard::stream(state, shutdown.clone())),
+            poem::get(dashboard::stream(state.clone(), shutdown.clone())),
         )
-        .nest("/dashboard", dashboard::routes())
+        .nest("/dashboard", dashboard::routes(state, demo))
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
         .around(move |endpoint, request| {
@@ -321,19 +413,7 @@ async fn serve_api(
             async move { telemetry::count_request(&endpoint, request, &routes).await }
         })
         .catch_all_error(problem::problem_response);
-    let acceptor = TcpListener::bind(args.listen)
-        .into_acceptor()
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let bound = acceptor
-        .local_addr()
-        .into_iter()
-        .find_map(|a| a.as_socket_addr().copied())
-        .context("the listener has no socket address")?;
-    // Tests and scripts read this line to find the port.
-    println!("hookd listening on http://{bound}");
-    tracing::info!(%bound, "API listening");
-    Server::new_with_acceptor(acceptor)
+    Server::new_with_acceptor(api.acceptor)
         .run_with_graceful_shutdown(
             app,
             shutdown.cancelled_owned(),

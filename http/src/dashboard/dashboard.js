@@ -17,6 +17,7 @@
   const DEAD_LETTERS_EVERY_MS = 3000;
   const ENDPOINTS_EVERY_MS = 5000;
   const APPS_EVERY_MS = 30000;
+  const DEMO_EVERY_MS = 2000;
   const SPARK_POINTS = 60;
 
   const DEMO_MESSAGES = {
@@ -174,7 +175,7 @@
     } else {
       poll(mine, APPS_EVERY_MS, loadApps);
     }
-    loadDemo();
+    loadDemo(mine);
   }
 
   // Ends the session without a reload, so the reason stays on screen.
@@ -296,7 +297,8 @@
   const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
   const fmtRate = (v) => (isNum(v) ? `${v.toFixed(1)}/s` : DASH);
   const fmtPercent = (v) => (isNum(v) ? `${(v * 100).toFixed(1)}%` : DASH);
-  const fmtMs = (v) => (isNum(v) ? `${v < 10 ? v.toFixed(1) : Math.round(v)} ms` : DASH);
+  // The log keeps whole milliseconds, so a loopback receiver reads 0: show that as under 1 ms.
+  const fmtMs = (v) => (isNum(v) ? (v < 1 ? '< 1 ms' : `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`) : DASH);
   const fmtInt = (v) => (isNum(v) ? String(Math.round(v)) : DASH);
 
   function fmtRelative(iso, pastOnly) {
@@ -690,22 +692,36 @@
 
   // ---- Demo receiver -----------------------------------------------------------------------
 
-  async function loadDemo() {
+  async function loadDemo(mine) {
+    let state;
     try {
-      renderDemo(await api('GET', '/dashboard/demo'));
+      state = await api('GET', '/dashboard/demo');
     } catch (err) {
-      // 404: this server has no demo. Anything else: the panel is optional, keep it away.
+      // The panel is optional: whatever went wrong, keep it away.
       if (err.name !== 'AbortError') $('demo').hidden = true;
+      return;
+    }
+    renderDemo(state);
+    // Only a demo changes by itself (its counts); a server without one is asked once.
+    if (state && state.enabled) {
+      poll(mine, DEMO_EVERY_MS, async () => renderDemo(await api('GET', '/dashboard/demo')));
     }
   }
 
   function renderDemo(state) {
-    const mode = state && state.receiver && state.receiver.mode;
-    $('demo').hidden = false;
+    const receiver = state && state.enabled ? state.receiver : null;
+    $('demo').hidden = !receiver;
+    if (!receiver) return;
+    const mode = receiver.mode;
     for (const button of $('demo').querySelectorAll('button[data-mode]')) {
       button.setAttribute('aria-pressed', String(button.getAttribute('data-mode') === mode));
     }
     setText('demo-mode', mode ? `receiver is ${mode}` : '');
+    const producer = state.producer || {};
+    setText('demo-counts',
+      `Receiver: ${fmtInt(receiver.accepted)} accepted, ${fmtInt(receiver.refused)} refused, ` +
+      `${fmtInt(receiver.bad_signatures)} with a bad signature. ` +
+      `Producer: ${fmtInt(producer.published)} events published at ${producer.rate_per_s}/s.`);
   }
 
   async function setDemoMode(mode) {

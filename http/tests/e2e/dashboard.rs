@@ -50,6 +50,37 @@ async fn the_page_and_its_assets_are_served_by_hookd_with_nothing_from_elsewhere
     hookd.terminate().await;
 }
 
+/// The demo panel's routes exist on every hookd, so the page can ask without an error; only
+/// `hookd demo` has a receiver to switch (the browser test drives that one).
+#[tokio::test]
+async fn without_a_demo_the_demo_routes_say_so() {
+    let db = TestDb::create().await;
+    let hookd = Hookd::start(&db, "serve", &[]).await;
+    let api = Client::new(&hookd);
+    let key = api.create_app().await;
+
+    let (status, body) = api.call(Method::GET, "/dashboard/demo", &key, None).await;
+    assert_eq!((status, &body), (200, &json!({"enabled": false})));
+    let (status, body) = api
+        .call(Method::GET, "/dashboard/demo", "hk_wrong", None)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/dashboard/demo/receiver",
+            &key,
+            Some(json!({"mode": "down"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("hookd demo"),
+        "{body}"
+    );
+    hookd.terminate().await;
+}
+
 /// Polls `GET /v1/stats` with `key` until `done` holds.
 async fn stats_until(api: &Client, key: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + PATIENCE;

@@ -19,7 +19,8 @@
 -- Fairness: an endpoint whose requests hang gets no more of this worker's slots than its quota
 -- ($5 endpoints, $6 how many more each may take; see fairness.rs), so it cannot starve the
 -- others before its circuit opens: of its due deliveries, only the first `quota` may be taken.
--- Without hanging endpoints (the usual case) the filter is one comparison per row.
+-- Without hanging endpoints (the usual case) workers run this statement without the quota
+-- filter (the lines between its markers), whose plan PostgreSQL can cache (deliveries.rs).
 WITH quotas AS (
     SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS q(endpoint_id, quota)
 ),
@@ -37,6 +38,7 @@ pending_due AS (
     FROM deliveries d
     WHERE d.state = 'pending' AND d.due_at IS NOT NULL AND d.due_at <= now()
       AND greatest(d.fair_key, d.due_at) <= now() + $7::bigint * interval '1 millisecond'
+      -- quota filter {
       AND (cardinality($5::uuid[]) = 0
            OR d.endpoint_id <> ALL ($5::uuid[])
            OR d.id = ANY (ARRAY(
@@ -51,6 +53,7 @@ pending_due AS (
                       ORDER BY greatest(o.fair_key, o.due_at)
                       LIMIT q.quota
                   ) a)))
+      -- } quota filter
     ORDER BY greatest(d.fair_key, d.due_at)
     LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
     FOR UPDATE SKIP LOCKED

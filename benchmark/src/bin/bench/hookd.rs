@@ -74,6 +74,61 @@ impl Database {
         Ok(())
     }
 
+    /// Starts PostgreSQL's own account of where its time goes (pg_stat_statements, which
+    /// scripts/benchmark preloads) from zero. False when the extension is not loaded.
+    pub async fn reset_statements(&self) -> bool {
+        self.client
+            .batch_execute(
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+                 SELECT pg_stat_statements_reset()",
+            )
+            .await
+            .is_ok()
+    }
+
+    /// The statements run in this database since [`Database::reset_statements`], costliest
+    /// first, with their planning and execution time per call and per delivered event. The
+    /// times are the backends' wall clock (CPU, and waits for locks, I/O and the WAL flush of
+    /// a commit), summed over every connection.
+    pub async fn statements(&self, delivered: usize) -> anyhow::Result<Value> {
+        let rows = self
+            .client
+            .query(
+                "SELECT s.query, s.calls, s.total_plan_time, s.total_exec_time
+                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+                 WHERE d.datname = current_database()
+                 ORDER BY s.total_plan_time + s.total_exec_time DESC",
+                &[],
+            )
+            .await?;
+        let per_delivery = |ms: f64| ms / delivered.max(1) as f64;
+        let total: f64 = rows
+            .iter()
+            .map(|r| r.get::<_, f64>(2) + r.get::<_, f64>(3))
+            .sum();
+        let top: Vec<Value> = rows
+            .iter()
+            .take(8)
+            .map(|r| {
+                let calls: i64 = r.get(1);
+                let (plan, exec): (f64, f64) = (r.get(2), r.get(3));
+                json!({
+                    "statement": statement_summary(r.get(0)),
+                    "calls": calls,
+                    "plan_ms_per_call": plan / calls.max(1) as f64,
+                    "exec_ms_per_call": exec / calls.max(1) as f64,
+                    "ms_per_delivery": per_delivery(plan + exec),
+                    "share": if total > 0.0 { (plan + exec) / total } else { 0.0 },
+                })
+            })
+            .collect();
+        Ok(json!({
+            "delivered": delivered,
+            "total_ms_per_delivery": per_delivery(total),
+            "statements": top,
+        }))
+    }
+
     pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
         Ok(self.client.query_one(sql, &[]).await?.get(0))
     }
@@ -214,5 +269,19 @@ impl Api {
         }
         self.post("/v1/endpoints", key, &body).await?;
         Ok(())
+    }
+}
+
+/// A statement's text without its comments, on one line, cut to a readable length.
+fn statement_summary(text: &str) -> String {
+    let words: Vec<&str> = text
+        .lines()
+        .map(|line| line.split("--").next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let line = words.join(" ");
+    match line.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
     }
 }

@@ -246,6 +246,39 @@ fn markdown(doc: &Value) -> String {
             let _ = writeln!(md, "| {name} | {form} | {figures} |");
         }
     }
+    let profiled = doc["scenarios"]["end_to_end"]["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| !r["statements"].is_null());
+    if let Some(run) = profiled {
+        let profile = &run["statements"];
+        let _ = writeln!(
+            md,
+            "\nWhere PostgreSQL's time went in the end-to-end run at {} (pg_stat_statements: \
+             planning and execution, wall clock summed over connections, {} per delivered \
+             event in all):\n\n\
+             | statement | calls | plan ms / call | exec ms / call | ms / delivery | share |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: |",
+            run["form"].as_str().unwrap_or(""),
+            fmt(num(&profile["total_ms_per_delivery"]), "ms"),
+        );
+        for statement in profile["statements"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {:.3} | {:.3} | {:.3} | {:.0} % |",
+                statement["statement"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace('|', "\\|"),
+                thousands(num(&statement["calls"]).unwrap_or(0.0) as u64),
+                num(&statement["plan_ms_per_call"]).unwrap_or(0.0),
+                num(&statement["exec_ms_per_call"]).unwrap_or(0.0),
+                num(&statement["ms_per_delivery"]).unwrap_or(0.0),
+                num(&statement["share"]).unwrap_or(0.0) * 100.0,
+            );
+        }
+    }
     let large = &doc["scenarios"]["backlog"]["large"];
     for (key, what) in [
         ("claim", "The claim statement (64 deliveries)"),

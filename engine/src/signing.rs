@@ -46,7 +46,8 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now - timestamp).abs() > TIMESTAMP_TOLERANCE_S {
+    // abs_diff: the timestamp comes from the network and may be anything, i64::MIN included.
+    if now.abs_diff(timestamp) > TIMESTAMP_TOLERANCE_S.unsigned_abs() {
         return Err(VerifyError::OutsideTolerance);
     }
     let candidates: Vec<Vec<u8>> = signatures
@@ -128,6 +129,10 @@ mod tests {
         assert_eq!(
             check(only, "soon", body, now),
             Err(VerifyError::BadTimestamp)
+        );
+        assert_eq!(
+            check(only, &i64::MIN.to_string(), body, now),
+            Err(VerifyError::OutsideTolerance)
         );
         assert_eq!(
             check(only, "1700000000", body, ts + TIMESTAMP_TOLERANCE_S + 1),

@@ -14,9 +14,9 @@ const ENVIRONMENT: &str = "\
 Environment (each also a flag of the subcommands that use it; see `hookd <command> --help`):
   DATABASE_URL                 PostgreSQL connection URL (required)
   HOOKD_LISTEN                 API address:port                      [default: 127.0.0.1:8080]
-  HOOKD_ADMIN_TOKEN            token for admin routes (/v1/apps)      (required by serve and api)
+  HOOKD_ADMIN_TOKEN            token for admin routes (/v1/apps)      (required by serve, api, demo)
   HOOKD_MASTER_KEY             key sealing endpoint secrets at rest, base64 of 32 bytes
-                               (`hookd keygen` makes one)  (required by serve, api, worker)
+                               (`hookd keygen` makes one)  (required by serve, api, worker, demo)
   HOOKD_PREVIOUS_MASTER_KEYS   earlier master keys, comma-separated, still accepted for opening
   HOOKD_ALLOW_PRIVATE_TARGETS  let endpoints on loopback/private addresses receive [default: false]
   HOOKD_RETRY_BASE_MS          delay after the first failed attempt   [default: 5000]
@@ -97,8 +97,10 @@ pub enum Command {
         #[command(flatten)]
         metrics: MetricsArgs,
     },
-    /// Run `serve` with a demo beside it: a receiver on loopback that the dashboard can take
-    /// down, slow down or make flaky, and a producer publishing a shop's events to it.
+    /// Run the API and a worker with a demo beside them, on a database of its own: a receiver on
+    /// loopback that the dashboard can take down, slow down or make flaky, and a producer
+    /// publishing a shop's events to it. The worker's settings are the demo's (private targets
+    /// allowed, 4 quick attempts, a quick circuit), not the HOOKD_ worker variables.
     Demo {
         #[command(flatten)]
         database: DatabaseArgs,

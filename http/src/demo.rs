@@ -15,11 +15,15 @@ use anyhow::Context as _;
 use hookd_engine::circuit::CircuitPolicy;
 use hookd_engine::retry::RetryPolicy;
 use hookd_engine::secret::SigningSecret;
+use hookd_engine::store::{Store, apps};
 use hookd_engine::worker::{Wake, WorkerConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub use receiver::Mode;
+
+/// The name of the app the demo creates.
+const DEMO_APP: &str = "demo";
 
 /// The demo endpoint's retry budget: short, so a delivery exhausts it in about two seconds and a
 /// dead letter appears soon after the receiver goes down.
@@ -36,12 +40,28 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Starts the receiver on `receiver_listen` (port 0 picks one); the producer waits for
-    /// [`Demo::run`].
-    pub async fn start(receiver_listen: SocketAddr, rate_per_s: f64) -> anyhow::Result<Self> {
-        let receiver = receiver::Receiver::start(receiver_listen, SigningSecret::generate())
+    /// Starts the receiver on `receiver_listen` (port 0 picks one) until `shutdown`; the
+    /// producer waits for [`Demo::run`]. Refuses a database that holds apps other than earlier
+    /// demos': the demo's worker lets endpoints reach private addresses and gives up on a
+    /// delivery after four quick attempts, which no real app should get.
+    pub async fn start(
+        store: &Store,
+        receiver_listen: SocketAddr,
+        rate_per_s: f64,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let others = apps::apps_count_not_named(store, DEMO_APP)
             .await
-            .with_context(|| format!("cannot start the demo receiver on {receiver_listen}"))?;
+            .context("cannot read the database's apps")?;
+        anyhow::ensure!(
+            others == 0,
+            "this database holds {others} app(s) besides demos: `hookd demo` needs a database of \
+             its own (`scripts/dev demo` makes one)"
+        );
+        let receiver =
+            receiver::Receiver::start(receiver_listen, SigningSecret::generate(), shutdown)
+                .await
+                .with_context(|| format!("cannot start the demo receiver on {receiver_listen}"))?;
         Ok(Self {
             receiver,
             producer: producer::Producer::new(rate_per_s),
@@ -74,7 +94,7 @@ impl Demo {
             &client,
             &format!("{base}/v1/apps"),
             admin_token,
-            json!({"name": "demo"}),
+            json!({"name": DEMO_APP}),
         )
         .await
         .context("the demo cannot create its app")?;

@@ -134,6 +134,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             let handle = start_metrics(&store, &metrics, &shutdown)?;
+            // Everything that can refuse to start does so before the worker runs.
+            let demo = Arc::new(
+                Demo::start(
+                    &store,
+                    demo.demo_receiver_listen,
+                    demo.demo_rate,
+                    shutdown.clone(),
+                )
+                .await?,
+            );
+            let acceptor = bind_api(api.listen).await?;
             let sender = Sender::new(&SenderConfig {
                 connect_timeout: Duration::from_secs(2),
                 allow_private_targets: true,
@@ -144,8 +155,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 retention,
                 shutdown.clone(),
             ));
-            let demo = Arc::new(Demo::start(demo.demo_receiver_listen, demo.demo_rate).await?);
-            let acceptor = bind_api(api.listen).await?;
             let producer = tokio::spawn({
                 let (demo, admin_token, shutdown) =
                     (demo.clone(), api.admin_token.clone(), shutdown.clone());
@@ -465,8 +474,12 @@ async fn guard_body<E: Endpoint>(
             .into_response();
             let allowed = routes.allowed_methods(&path);
             let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-            // RFC 9110: a 405 names the methods the resource does take.
-            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+            // RFC 9110: a 405 names the methods the resource does take. Routes outside the
+            // OpenAPI document (the dashboard's) are not in the table: no header beats an
+            // empty one.
+            if !allowed.is_empty()
+                && let Ok(value) = HeaderValue::from_str(&allowed.join(", "))
+            {
                 response.headers_mut().insert(header::ALLOW, value);
             }
             Ok(response)

@@ -113,6 +113,16 @@ pub async fn apps_list(
     rows.iter().map(app_from_row).collect()
 }
 
+/// How many live apps have a name other than `name`: `hookd demo` runs only on a database that
+/// holds nothing but demo apps.
+pub async fn apps_count_not_named(store: &Store, name: &str) -> Result<i64, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached("SELECT count(*) FROM apps WHERE deleted_at IS NULL AND name <> $1")
+        .await?;
+    Ok(client.query_one(&stmt, &[&name]).await?.try_get(0)?)
+}
+
 /// One live app.
 pub async fn app_get(store: &Store, id: AppId) -> Result<Option<App>, StoreError> {
     let client = store.client().await?;

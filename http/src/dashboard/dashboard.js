@@ -721,7 +721,8 @@
     setText('demo-counts',
       `Receiver: ${fmtInt(receiver.accepted)} accepted, ${fmtInt(receiver.refused)} refused, ` +
       `${fmtInt(receiver.bad_signatures)} with a bad signature. ` +
-      `Producer: ${fmtInt(producer.published)} events published at ${producer.rate_per_s}/s.`);
+      `Producer: ${fmtInt(producer.published)} events published` +
+      (isNum(producer.rate_per_s) ? ` at ${producer.rate_per_s}/s.` : '.'));
   }
 
   async function setDemoMode(mode) {

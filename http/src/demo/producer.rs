@@ -58,15 +58,25 @@ impl Producer {
     ) {
         let url = format!("{base}/v1/events");
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / self.rate_per_s));
+        // The flag's parser keeps the rate within 0.1–1000/s; anything else publishes once a
+        // second rather than panicking.
+        let every = Duration::try_from_secs_f64(1.0 / self.rate_per_s)
+            .ok()
+            .filter(|every| !every.is_zero())
+            .unwrap_or(Duration::from_secs(1));
+        let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for sequence in 1u64.. {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
             };
             let (event_type, payload) = shop_event(sequence);
             let request = client

@@ -14,6 +14,7 @@ use poem::web::Data;
 use poem::{EndpointExt as _, Request, Response, Route, Server, handler, post};
 use rand::RngExt as _;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// How long the slow receiver takes to answer.
 const SLOW_FOR: Duration = Duration::from_secs(3);
@@ -52,8 +53,8 @@ impl Mode {
 /// The receiver's state; the server task holds it too.
 #[derive(Debug)]
 struct Shared {
-    /// A [`Mode`] as its `u8`.
     secret: SigningSecret,
+    /// A [`Mode`] as its `u8`.
     mode: AtomicU8,
     requests: AtomicU64,
     accepted: AtomicU64,
@@ -75,8 +76,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Binds `listen` and serves until the process ends (the demo's lifetime).
-    pub async fn start(listen: SocketAddr, secret: SigningSecret) -> std::io::Result<Self> {
+    /// Binds `listen` and serves until `shutdown`.
+    pub async fn start(
+        listen: SocketAddr,
+        secret: SigningSecret,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
         let acceptor = TcpListener::bind(listen).into_acceptor().await?;
         let bound = acceptor
             .local_addr()
@@ -95,7 +100,14 @@ impl Receiver {
             .at("/webhook", post(receive))
             .data(shared.clone());
         tokio::spawn(async move {
-            if let Err(e) = Server::new_with_acceptor(acceptor).run(app).await {
+            let served = Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    app,
+                    shutdown.cancelled_owned(),
+                    Some(Duration::from_secs(1)),
+                )
+                .await;
+            if let Err(e) = served {
                 tracing::error!(error = %e, "the demo receiver stopped");
             }
         });
@@ -150,7 +162,7 @@ async fn receive(
             .unwrap_or_default()
     };
     let Ok(body) = body.into_bytes().await else {
-        return answer(shared, StatusCode::BAD_REQUEST);
+        return Response::builder().status(StatusCode::BAD_REQUEST).finish();
     };
     let now = chrono::Utc::now().timestamp();
     if let Err(e) = signing::verify(
@@ -161,9 +173,12 @@ async fn receive(
         &body,
         now,
     ) {
+        // Counted apart from `refused`, which counts what the mode refused.
         shared.bad_signatures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %e, "demo receiver: a webhook failed verification");
-        return answer(shared, StatusCode::UNAUTHORIZED);
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .finish();
     }
     let status = match shared.mode() {
         Mode::Up => StatusCode::NO_CONTENT,

@@ -51,9 +51,10 @@ async fn the_page_and_its_assets_are_served_by_hookd_with_nothing_from_elsewhere
 }
 
 /// The demo panel's routes exist on every hookd, so the page can ask without an error; only
-/// `hookd demo` has a receiver to switch (the browser test drives that one).
+/// `hookd demo` has a receiver to switch (the browser test drives that one), and it runs only on
+/// a database of its own.
 #[tokio::test]
-async fn without_a_demo_the_demo_routes_say_so() {
+async fn without_a_demo_the_demo_routes_say_so_and_the_demo_refuses_an_apps_database() {
     let db = TestDb::create().await;
     let hookd = Hookd::start(&db, "serve", &[]).await;
     let api = Client::new(&hookd);
@@ -79,6 +80,22 @@ async fn without_a_demo_the_demo_routes_say_so() {
         "{body}"
     );
     hookd.terminate().await;
+
+    // The demo's worker would let this app's endpoints reach private addresses and dead-letter
+    // its deliveries after four quick attempts: it refuses the database.
+    let refused = db
+        .hookd_command_with(
+            &["demo"],
+            &[
+                ("HOOKD_LISTEN", "127.0.0.1:0"),
+                ("HOOKD_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("HOOKD_MASTER_KEY", MASTER_KEY),
+            ],
+        )
+        .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("needs a database of its own"), "{stderr}");
 }
 
 /// Polls `GET /v1/stats` with `key` until `done` holds.

@@ -281,7 +281,11 @@ fn markdown(doc: &Value) -> String {
     }
     let large = &doc["scenarios"]["backlog"]["large"];
     for (key, what) in [
-        ("claim", "The claim statement (64 deliveries)"),
+        (
+            "claim",
+            "The claim statement (64 deliveries), in the generic plan workers reuse (its \
+             planning time is the one-off building of that plan),",
+        ),
         (
             "record_outcomes",
             "The outcome statement (those 64 recorded as delivered)",

@@ -452,13 +452,24 @@
     $('spark-delivered').setAttribute('points', points.join(' '));
   }
 
+  // A pending delivery with no next attempt is parked: it waits for its endpoint's circuit to
+  // close or for its place in the endpoint's lane, and no attempt is charged meanwhile.
+  function stateBadge(d) {
+    if (d.state === 'pending' && !d.next_attempt_at) {
+      const parked = badge('state', 'parked');
+      parked.title = "waiting for the endpoint's circuit to close or for its turn in the endpoint's lane";
+      return parked;
+    }
+    return badge('state', d.state);
+  }
+
   function recentRow(d) {
     const adminScope = session && session.scope === 'all';
     return el('tr', { class: 'clickable', tabindex: 0, 'data-delivery-id': d.id },
       idCell(d.id),
       adminScope ? el('td', { title: d.app_id }, appNames.get(d.app_id) || shortId(d.app_id)) : null,
       endpointCell(d.endpoint_id),
-      el('td', null, badge('state', d.state)),
+      el('td', null, stateBadge(d)),
       numCell(d.attempts),
       resultCell(d.last_http_status, d.last_error),
       agoCell(d.updated_at));
@@ -529,7 +540,7 @@
       const value = d[field];
       if (value === undefined || value === null || value === '') continue;
       let shown;
-      if (field === 'state') shown = badge('state', value);
+      if (field === 'state') shown = stateBadge(d);
       else if (field === 'app_id') shown = appNames.has(value) ? `${appNames.get(value)} (${value})` : String(value);
       else if (field === 'endpoint_id') shown = endpointUrls.has(value) ? `${endpointUrls.get(value)} (${value})` : String(value);
       else if (field.endsWith('_at')) shown = fmtDateTime(value);

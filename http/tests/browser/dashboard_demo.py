@@ -180,6 +180,8 @@ def run(demo, page):
     page.wait("the dead count tile", lambda: (page.number("#queue-dead") or 0) >= 1)
     page.wait("the endpoint's circuit open",
               lambda: page.count("#endpoints-table .circuit-open") == 1)
+    page.wait("new deliveries parked behind the open circuit",
+              lambda: page.count("#recent tr[data-delivery-id] .state-parked") >= 1)
     page.wait("a success ratio under 100 %", lambda: (page.number("#stat-success") or 100) < 100)
     page.shot("ui-outage")
 

@@ -134,7 +134,13 @@ async fn stats_show_an_app_its_own_figures_and_the_admin_every_app() {
     api.publish(&key, "fails", json!({})).await;
     ok.take(3).await;
 
-    let mine = stats_until(&api, &key, |s| s["queue"]["dead"] == 1).await;
+    // The receiver answers before the worker commits the outcome: wait until nothing is in
+    // flight or pending, so every outcome is in the log.
+    let mine = stats_until(&api, &key, |s| {
+        let queue = &s["queue"];
+        queue["dead"] == 1 && queue["in_flight"] == 0 && queue["pending"] == 0
+    })
+    .await;
     assert_eq!(mine["scope"], "app");
     assert!(mine["app_id"].as_str().unwrap().starts_with("app_"));
     assert_eq!(mine["window_s"], 10);

@@ -36,10 +36,12 @@ use crate::config::{
 };
 use crate::demo::Demo;
 
-/// Publish transactions an API process runs at once. Each takes every request that arrived while
-/// the others ran, so a few suffice to keep the database busy; the rest of the pool stays free
-/// for key lookups and reads.
-const PUBLISH_COMMITTERS: usize = 4;
+/// Publish transactions an API process runs at once. Two keep the database busy, one committing
+/// (waiting for its WAL flush) while the other runs the next group; more only split the waiting
+/// requests into smaller groups, paying a transaction's fixed cost more often (measured in
+/// docs/PERFORMANCE.md: two took more events per second than four, with less database CPU).
+/// The rest of the pool stays free for key lookups and reads.
+const PUBLISH_COMMITTERS: usize = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

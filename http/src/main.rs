@@ -267,12 +267,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}: {}", m.delivery_id, m.problem);
             }
             println!(
-                "checked {} deliveries: {} differ from their log",
+                "checked {} deliveries: {} differ from their log or their queue row",
                 report.deliveries_checked,
                 report.mismatches.len()
             );
             if report.orphan_log_rows > 0 {
                 println!("{} log rows belong to no delivery", report.orphan_log_rows);
+            }
+            if report.orphan_queue_rows > 0 {
+                println!(
+                    "{} queue rows belong to no delivery",
+                    report.orphan_queue_rows
+                );
             }
             if !report.is_clean() {
                 return Ok(ExitCode::from(1));

@@ -1,4 +1,5 @@
-//! `hookd projection check`: fold every delivery's log and compare it with the projection.
+//! `hookd projection check`: fold every delivery's log and compare it with the projection, and
+//! compare the queue table with the projection.
 
 use deadpool_postgres::GenericClient;
 use futures_util::{StreamExt as _, pin_mut};
@@ -23,12 +24,14 @@ pub struct CheckReport {
     pub mismatches: Vec<Mismatch>,
     /// Log rows whose delivery is gone: history that outlived what it describes.
     pub orphan_log_rows: u64,
+    /// Queue rows whose delivery is gone.
+    pub orphan_queue_rows: u64,
 }
 
 impl CheckReport {
     /// Whether the projection and the log agree.
     pub fn is_clean(&self) -> bool {
-        self.mismatches.is_empty() && self.orphan_log_rows == 0
+        self.mismatches.is_empty() && self.orphan_log_rows == 0 && self.orphan_queue_rows == 0
     }
 }
 
@@ -45,6 +48,18 @@ async fn delivery_log_orphans_count(client: &impl GenericClient) -> Result<u64, 
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// Counts queue rows without a delivery (the queue table has no foreign key either).
+async fn delivery_queue_orphans_count(client: &impl GenericClient) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT count(*) FROM delivery_queue q
+             WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id)",
+        )
+        .await?;
+    let n: i64 = client.query_one(&stmt, &[]).await?.try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Streams every delivery's projected columns beside its log rows, in one snapshot (one
 /// statement), ordered so each delivery's rows arrive together, oldest first.
 pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> {
@@ -53,10 +68,16 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
         .prepare_cached(
             "SELECT d.id, d.state::text AS state, d.attempts, d.budget_start, d.due_at,
                     d.lease_owner, d.last_http_status, d.last_error,
+                    q.delivery_id IS NOT NULL AS queued, q.state::text AS queue_state,
+                    q.attempts AS queue_attempts, q.due_at AS queue_due_at,
+                    q.lease_owner AS queue_lease_owner,
+                    (q.app_id, q.endpoint_id, q.ordinal)
+                        IS NOT DISTINCT FROM (d.app_id, d.endpoint_id, d.ordinal) AS queue_same_keys,
                     l.seq, l.kind::text AS kind, l.at, l.attempt, l.worker_id, l.http_status,
                     l.latency_ms, l.error_class, l.error_message, l.response_excerpt,
                     l.next_attempt_at, l.lease_expires_at
              FROM deliveries d
+             LEFT JOIN delivery_queue q ON q.delivery_id = d.id
              LEFT JOIN delivery_log l ON l.delivery_id = d.id
              ORDER BY d.id, l.seq",
         )
@@ -81,6 +102,12 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
                 last_http_status: row.try_get("last_http_status")?,
                 last_error: row.try_get("last_error")?,
             };
+            if let Some(problem) = queue_disagreement(&row, &stored)? {
+                report.mismatches.push(Mismatch {
+                    delivery_id: id,
+                    problem,
+                });
+            }
             current = Some((id, stored, Vec::new()));
         }
         if row.try_get::<_, Option<i64>>("seq")?.is_some()
@@ -93,7 +120,53 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
         compare(done, &mut report);
     }
     report.orphan_log_rows = delivery_log_orphans_count(&client).await?;
+    report.orphan_queue_rows = delivery_queue_orphans_count(&client).await?;
     Ok(report)
+}
+
+/// How a delivery's queue row disagrees with its projected row, if it does: a delivery has one
+/// exactly while it is not delivered, with the same state, attempts, due time, lease holder and
+/// keys.
+fn queue_disagreement(
+    row: &tokio_postgres::Row,
+    stored: &Projected,
+) -> Result<Option<String>, StoreError> {
+    let queued: bool = row.try_get("queued")?;
+    let should_be = stored.state != DeliveryState::Succeeded;
+    if queued != should_be {
+        return Ok(Some(if queued {
+            "queue: a delivered delivery still has a queue row".to_owned()
+        } else {
+            format!(
+                "queue: a {} delivery has no queue row",
+                stored.state.as_str()
+            )
+        }));
+    }
+    if !queued {
+        return Ok(None);
+    }
+    let mut diffs = Vec::new();
+    let state = parse_text::<DeliveryState>(row, "queue_state")?;
+    if state != stored.state {
+        diffs.push(format!("state {:?}", state));
+    }
+    let attempts: i32 = row.try_get("queue_attempts")?;
+    if attempts != stored.attempts {
+        diffs.push(format!("attempts {attempts}"));
+    }
+    let due_at: Option<chrono::DateTime<chrono::Utc>> = row.try_get("queue_due_at")?;
+    if due_at != stored.due_at {
+        diffs.push(format!("due_at {due_at:?}"));
+    }
+    let lease_owner: Option<String> = row.try_get("queue_lease_owner")?;
+    if lease_owner != stored.lease_owner {
+        diffs.push(format!("lease_owner {lease_owner:?}"));
+    }
+    if !row.try_get::<_, bool>("queue_same_keys")? {
+        diffs.push("another app, endpoint or ordinal".to_owned());
+    }
+    Ok((!diffs.is_empty()).then(|| format!("queue row has {}", diffs.join(", "))))
 }
 
 fn compare((id, stored, log): (DeliveryId, Projected, Vec<LogEntry>), report: &mut CheckReport) {

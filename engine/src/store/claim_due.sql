@@ -1,5 +1,5 @@
--- Claim-and-commit in one statement: lock due deliveries (skipping those another worker is
--- locking), lease them to this worker, charge the attempt and log the claim. No lock outlives the
+-- Claim-and-commit in one statement: lock due deliveries' queue rows (skipping those another
+-- worker is locking), lease them to this worker, charge the attempt and log the claim. No lock outlives the
 -- statement, so no transaction is open while the webhook is sent.
 -- A delivery whose lease ran out (its worker died mid-attempt) is due again at lease expiry;
 -- those go first, the rest of the batch is pending deliveries in fair order: by
@@ -22,39 +22,39 @@
 -- Without hanging endpoints (the usual case) workers run this statement without the quota
 -- filter (the lines between its markers), whose plan PostgreSQL can cache (deliveries.rs).
 WITH quotas AS (
-    SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS q(endpoint_id, quota)
+    SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS t(endpoint_id, quota)
 ),
 -- Leases that ran out are taken whatever the quotas: they are rare (a worker died).
 lapsed AS (
-    SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
-    FROM deliveries d
-    WHERE d.state = 'in_flight' AND d.due_at <= now()
-    ORDER BY d.due_at
+    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at
+    FROM delivery_queue q
+    WHERE q.state = 'in_flight' AND q.due_at <= now()
+    ORDER BY q.due_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
 pending_due AS (
-    SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
-    FROM deliveries d
-    WHERE d.state = 'pending' AND d.due_at IS NOT NULL AND d.due_at <= now()
-      AND greatest(d.fair_key, d.due_at) <= now() + $7::bigint * interval '1 millisecond'
+    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at
+    FROM delivery_queue q
+    WHERE q.state = 'pending' AND q.due_at IS NOT NULL AND q.due_at <= now()
+      AND greatest(q.fair_key, q.due_at) <= now() + $7::bigint * interval '1 millisecond'
       -- quota filter {
       AND (cardinality($5::uuid[]) = 0
-           OR d.endpoint_id <> ALL ($5::uuid[])
-           OR d.id = ANY (ARRAY(
-                  SELECT a.id
-                  FROM quotas q
+           OR q.endpoint_id <> ALL ($5::uuid[])
+           OR q.delivery_id = ANY (ARRAY(
+                  SELECT a.delivery_id
+                  FROM quotas
                   CROSS JOIN LATERAL (
-                      SELECT o.id FROM deliveries o
+                      SELECT o.delivery_id FROM delivery_queue o
                       WHERE o.state = 'pending' AND o.due_at IS NOT NULL AND o.due_at <= now()
                         AND greatest(o.fair_key, o.due_at)
                             <= now() + $7::bigint * interval '1 millisecond'
-                        AND o.endpoint_id = q.endpoint_id
+                        AND o.endpoint_id = quotas.endpoint_id
                       ORDER BY greatest(o.fair_key, o.due_at)
-                      LIMIT q.quota
+                      LIMIT quotas.quota
                   ) a)))
       -- } quota filter
-    ORDER BY greatest(d.fair_key, d.due_at)
+    ORDER BY greatest(q.fair_key, q.due_at)
     LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
     FOR UPDATE SKIP LOCKED
 ),
@@ -67,10 +67,10 @@ probe_candidates AS (
     SELECT p.id, p.previous_state, p.endpoint_id, p.due_at
     FROM endpoint_circuits c
     CROSS JOIN LATERAL (
-        SELECT d.id, d.state AS previous_state, d.endpoint_id, d.due_at
-        FROM deliveries d
-        WHERE d.endpoint_id = c.endpoint_id AND d.state = 'pending' AND d.due_at IS NULL
-        ORDER BY d.ordinal NULLS LAST, d.id
+        SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at
+        FROM delivery_queue q
+        WHERE q.endpoint_id = c.endpoint_id AND q.state = 'pending' AND q.due_at IS NULL
+        ORDER BY q.ordinal NULLS LAST, q.delivery_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) p
@@ -98,7 +98,8 @@ decided AS (
                                            ORDER BY due.due_at NULLS LAST, due.id) = 1
                    THEN 'probe'
                ELSE 'park'
-           END AS decision
+           END AS decision,
+           now() + (coalesce(ep.timeout_ms, $3) + $4) * interval '1 millisecond' AS lease_expires_at
     FROM due
     JOIN endpoints ep ON ep.id = due.endpoint_id
     LEFT JOIN circuits c ON c.endpoint_id = due.endpoint_id
@@ -107,32 +108,42 @@ decided AS (
 -- next claim after that sends another probe.
 probing AS (
     UPDATE endpoint_circuits c
-    SET state = 'half_open',
-        open_until = now() + (coalesce(ep.timeout_ms, $3) + $4) * interval '1 millisecond',
-        changed_at = now()
-    FROM decided x, endpoints ep
-    WHERE x.decision = 'probe' AND c.endpoint_id = x.endpoint_id AND ep.id = x.endpoint_id
+    SET state = 'half_open', open_until = x.lease_expires_at, changed_at = now()
+    FROM decided x
+    WHERE x.decision = 'probe' AND c.endpoint_id = x.endpoint_id
     RETURNING c.endpoint_id
+),
+-- The queue rows first, then the deliveries' rows from what they became (the lock order).
+leased AS (
+    UPDATE delivery_queue q
+    SET state = 'in_flight', attempts = q.attempts + 1, due_at = x.lease_expires_at,
+        lease_owner = $1
+    FROM decided x
+    WHERE q.delivery_id = x.id AND x.decision IN ('send', 'probe')
+    RETURNING q.delivery_id, q.attempts, q.due_at, x.previous_state, x.decision
+),
+-- A parked probe candidate that lost to a due delivery stays as it is.
+queue_parked AS (
+    UPDATE delivery_queue q
+    SET state = 'pending', due_at = NULL, lease_owner = NULL
+    FROM decided x
+    WHERE q.delivery_id = x.id AND x.decision = 'park' AND q.due_at IS NOT NULL
+    RETURNING q.delivery_id
 ),
 claimed AS (
     UPDATE deliveries d
-    SET state = 'in_flight',
-        attempts = d.attempts + 1,
-        due_at = now() + (coalesce(ep.timeout_ms, $3) + $4) * interval '1 millisecond',
-        lease_owner = $1,
+    SET state = 'in_flight', attempts = l.attempts, due_at = l.due_at, lease_owner = $1,
         updated_at = now()
-    FROM decided x, endpoints ep
-    WHERE d.id = x.id AND x.decision IN ('send', 'probe') AND ep.id = d.endpoint_id
+    FROM leased l
+    WHERE d.id = l.delivery_id
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.budget_start, d.due_at,
-              d.ordinal, x.previous_state, x.decision
+              d.ordinal, l.previous_state, l.decision
 ),
 parked AS (
     UPDATE deliveries d
     SET state = 'pending', due_at = NULL, lease_owner = NULL, updated_at = now()
-    FROM decided x
-    WHERE d.id = x.id AND x.decision = 'park'
-      -- A parked probe candidate that lost to a due delivery stays as it is.
-      AND d.due_at IS NOT NULL
+    FROM queue_parked p
+    WHERE d.id = p.delivery_id
     RETURNING d.id, d.attempts
 ),
 logged AS (

@@ -37,7 +37,7 @@ lanes AS (
            greatest(now(), ep.rate_tat) AS first_slot,
            least(CASE WHEN ep.ordered THEN 1 END, ep.max_in_flight, ep.rate_limit_per_s) - (
                -- Active: in flight, or pending with a due time (parked ones have none).
-               SELECT count(*) FROM deliveries o
+               SELECT count(*) FROM delivery_queue o
                WHERE o.endpoint_id = ep.id AND o.ordinal IS NOT NULL
                  AND o.state IN ('pending', 'in_flight')
                  AND (o.state = 'in_flight' OR o.due_at IS NOT NULL)) AS room
@@ -47,9 +47,9 @@ lanes AS (
 ),
 fair_start AS (
     SELECT greatest(now(), least(
-               coalesce((SELECT d.fair_key FROM deliveries d
-                         WHERE d.app_id = $1 AND d.state = 'pending'
-                         ORDER BY d.id DESC
+               coalesce((SELECT q.fair_key FROM delivery_queue q
+                         WHERE q.app_id = $1 AND q.state = 'pending'
+                         ORDER BY q.delivery_id DESC
                          LIMIT 1), now()),
                now() + $7::bigint * interval '1 millisecond')) AS at
 ),
@@ -83,13 +83,21 @@ slotted AS (
           WHERE laned AND due_at IS NOT NULL GROUP BY endpoint_id) x
     WHERE ep.id = x.endpoint_id AND ep.rate_limit_per_s IS NOT NULL
 ),
-created AS (
-    INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at, ordinal,
-                            fair_key)
-    SELECT hookd_uuid_v7(), $1, a.event_id, a.endpoint_id, 'pending', 0, a.due_at, a.ordinal,
+-- Ids are drawn once, here: both tables take the same rows.
+fresh AS MATERIALIZED (
+    SELECT hookd_uuid_v7() AS id, a.event_id, a.endpoint_id, a.due_at, a.ordinal,
            least(f.at + a.fair_rank * $8::float8 * interval '1 millisecond',
-                 now() + $7::bigint * interval '1 millisecond')
+                 now() + $7::bigint * interval '1 millisecond') AS fair_key
     FROM admitted a, fair_start f
+),
+queued AS (
+    INSERT INTO delivery_queue (delivery_id, app_id, endpoint_id, state, attempts, due_at,
+                                fair_key, ordinal)
+    SELECT id, $1, endpoint_id, 'pending', 0, due_at, fair_key, ordinal FROM fresh
+),
+created AS (
+    INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at, ordinal)
+    SELECT id, $1, event_id, endpoint_id, 'pending', 0, due_at, ordinal FROM fresh
     RETURNING id, event_id, endpoint_id, due_at
 ),
 logged AS (

@@ -221,13 +221,14 @@ pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, Sto
     let stmt = client
         .prepare_cached(
             "SELECT (extract(epoch FROM least(
-                 (SELECT min(due_at) FROM deliveries WHERE state = 'pending' AND due_at IS NOT NULL),
-                 (SELECT min(due_at) FROM deliveries WHERE state = 'in_flight'),
+                 (SELECT min(due_at) FROM delivery_queue
+                  WHERE state = 'pending' AND due_at IS NOT NULL),
+                 (SELECT min(due_at) FROM delivery_queue WHERE state = 'in_flight'),
                  (SELECT min(c.open_until) FROM endpoint_circuits c
                   WHERE c.state <> 'closed'
-                    AND EXISTS (SELECT 1 FROM deliveries d
-                                WHERE d.endpoint_id = c.endpoint_id AND d.state = 'pending'
-                                  AND d.due_at IS NULL))
+                    AND EXISTS (SELECT 1 FROM delivery_queue q
+                                WHERE q.endpoint_id = c.endpoint_id AND q.state = 'pending'
+                                  AND q.due_at IS NULL))
              ) - clock_timestamp()) * 1000)::float8",
         )
         .await?;
@@ -447,14 +448,21 @@ pub(crate) async fn deliveries_resume_parked(
 ) -> Result<u64, StoreError> {
     let stmt = client
         .prepare_cached(
-            "WITH resumed AS (
-                 UPDATE deliveries d
-                 SET due_at = now(), updated_at = now()
+            "WITH queued AS (
+                 UPDATE delivery_queue q
+                 SET due_at = now()
                  FROM endpoints ep
-                 WHERE d.endpoint_id = ANY ($1) AND d.state = 'pending' AND d.due_at IS NULL
-                   AND ep.id = d.endpoint_id
+                 WHERE q.endpoint_id = ANY ($1) AND q.state = 'pending' AND q.due_at IS NULL
+                   AND ep.id = q.endpoint_id
                    AND NOT ((ep.ordered OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL)
-                            AND d.ordinal IS NOT NULL)
+                            AND q.ordinal IS NOT NULL)
+                 RETURNING q.delivery_id, q.due_at
+             ),
+             resumed AS (
+                 UPDATE deliveries d
+                 SET due_at = q.due_at, updated_at = now()
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
                  RETURNING d.id, d.attempts, d.due_at
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, next_attempt_at)
@@ -474,12 +482,19 @@ pub(crate) async fn deliveries_dead_letter_pending(
 ) -> Result<u64, StoreError> {
     let stmt = client
         .prepare_cached(
-            "WITH dead AS (
-                 UPDATE deliveries
+            "WITH queued AS (
+                 UPDATE delivery_queue
+                 SET state = 'dead', due_at = NULL, lease_owner = NULL
+                 WHERE endpoint_id = ANY ($1) AND state = 'pending'
+                 RETURNING delivery_id
+             ),
+             dead AS (
+                 UPDATE deliveries d
                  SET state = 'dead', due_at = NULL, lease_owner = NULL, last_error = $2,
                      updated_at = now()
-                 WHERE endpoint_id = ANY ($1) AND state = 'pending'
-                 RETURNING id, attempts
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
+                 RETURNING d.id, d.attempts
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, error_message)
              SELECT id, 'dead_lettered', attempts, 'endpoint_disabled', $2 FROM dead ORDER BY id",
@@ -501,12 +516,19 @@ pub async fn delivery_release(
             "WITH input AS (
                  SELECT * FROM unnest($2::uuid[], $3::int[]) AS t(delivery_id, attempt)
              ),
+             queued AS (
+                 UPDATE delivery_queue q
+                 SET state = 'pending', due_at = now(), lease_owner = NULL
+                 FROM input i
+                 WHERE q.delivery_id = i.delivery_id AND q.state = 'in_flight'
+                   AND q.lease_owner = $1 AND q.attempts = i.attempt
+                 RETURNING q.delivery_id, q.due_at
+             ),
              released AS (
                  UPDATE deliveries d
-                 SET state = 'pending', due_at = now(), lease_owner = NULL, updated_at = now()
-                 FROM input i
-                 WHERE d.id = i.delivery_id AND d.state = 'in_flight'
-                   AND d.lease_owner = $1 AND d.attempts = i.attempt
+                 SET state = 'pending', due_at = q.due_at, lease_owner = NULL, updated_at = now()
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
                  RETURNING d.id, d.attempts, d.due_at
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, worker_id, next_attempt_at)
@@ -528,12 +550,19 @@ pub(crate) async fn deliveries_cancel_pending(
 ) -> Result<u64, StoreError> {
     let stmt = client
         .prepare_cached(
-            "WITH cancelled AS (
-                 UPDATE deliveries
+            "WITH queued AS (
+                 UPDATE delivery_queue
+                 SET state = 'cancelled', due_at = NULL, lease_owner = NULL
+                 WHERE endpoint_id = ANY ($1) AND state = 'pending'
+                 RETURNING delivery_id
+             ),
+             cancelled AS (
+                 UPDATE deliveries d
                  SET state = 'cancelled', due_at = NULL, lease_owner = NULL, last_error = $2,
                      updated_at = now()
-                 WHERE endpoint_id = ANY ($1) AND state = 'pending'
-                 RETURNING id, attempts
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
+                 RETURNING d.id, d.attempts
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, error_message)
              SELECT id, 'cancelled', attempts, 'endpoint_deleted', $2 FROM cancelled ORDER BY id",
@@ -561,11 +590,18 @@ async fn delivery_cancel_apply(
 ) -> Result<Option<Uuid>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "WITH cancelled AS (
-                 UPDATE deliveries
+            "WITH queued AS (
+                 UPDATE delivery_queue
+                 SET state = 'cancelled', due_at = NULL, lease_owner = NULL
+                 WHERE delivery_id = $1 AND app_id = $2 AND state IN ('pending', 'in_flight')
+                 RETURNING delivery_id
+             ),
+             cancelled AS (
+                 UPDATE deliveries d
                  SET state = 'cancelled', due_at = NULL, lease_owner = NULL, updated_at = now()
-                 WHERE id = $1 AND app_id = $2 AND state IN ('pending', 'in_flight')
-                 RETURNING id, attempts, endpoint_id
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
+                 RETURNING d.id, d.attempts, d.endpoint_id
              ),
              logged AS (
                  INSERT INTO delivery_log (delivery_id, kind, attempt, error_class)
@@ -623,21 +659,29 @@ pub async fn deliveries_redrive_dead(
     // A redriven delivery of a lane waits parked for its turn (lanes_advance).
     let stmt = tx
         .prepare_cached(
-            "WITH redriven AS (
-                 UPDATE deliveries d
-                 SET state = 'pending', budget_start = d.attempts,
-                     due_at = CASE WHEN d.ordinal IS NOT NULL
+            "WITH queued AS (
+                 UPDATE delivery_queue q
+                 SET state = 'pending',
+                     due_at = CASE WHEN q.ordinal IS NOT NULL
                                         AND (ep.ordered OR ep.max_in_flight IS NOT NULL
                                              OR ep.rate_limit_per_s IS NOT NULL) THEN NULL
                                    ELSE now() END,
-                     lease_owner = NULL, updated_at = now()
-                 FROM events e, endpoints ep
-                 WHERE d.app_id = $1 AND d.state = 'dead' AND e.id = d.event_id
-                   AND ep.id = d.endpoint_id
-                   AND ($2::uuid IS NULL OR d.endpoint_id = $2)
+                     lease_owner = NULL
+                 FROM deliveries d, events e, endpoints ep
+                 WHERE q.app_id = $1 AND q.state = 'dead' AND d.id = q.delivery_id
+                   AND e.id = d.event_id AND ep.id = q.endpoint_id
+                   AND ($2::uuid IS NULL OR q.endpoint_id = $2)
                    AND ($3::text IS NULL OR e.event_type = $3)
-                   AND ($4::timestamptz IS NULL OR d.id >= hookd_uuid_v7_floor($4))
-                   AND ($5::timestamptz IS NULL OR d.id < hookd_uuid_v7_floor($5))
+                   AND ($4::timestamptz IS NULL OR q.delivery_id >= hookd_uuid_v7_floor($4))
+                   AND ($5::timestamptz IS NULL OR q.delivery_id < hookd_uuid_v7_floor($5))
+                 RETURNING q.delivery_id, q.due_at
+             ),
+             redriven AS (
+                 UPDATE deliveries d
+                 SET state = 'pending', budget_start = d.attempts, due_at = q.due_at,
+                     lease_owner = NULL, updated_at = now()
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
                  RETURNING d.id, d.attempts, d.due_at, d.endpoint_id
              ),
              logged AS (
@@ -687,17 +731,48 @@ async fn delivery_redrive_apply(
 ) -> Result<Option<Uuid>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "WITH redriven AS (
-                 UPDATE deliveries d
-                 SET state = 'pending', budget_start = d.attempts,
-                     due_at = CASE WHEN d.ordinal IS NOT NULL
-                                        AND (ep.ordered OR ep.max_in_flight IS NOT NULL
-                                             OR ep.rate_limit_per_s IS NOT NULL) THEN NULL
-                                   ELSE now() END,
-                     lease_owner = NULL, updated_at = now()
-                 FROM endpoints ep
+            "WITH target AS (
+                 SELECT d.id, d.app_id, d.endpoint_id, d.attempts, d.ordinal,
+                        CASE WHEN d.ordinal IS NOT NULL
+                                  AND (ep.ordered OR ep.max_in_flight IS NOT NULL
+                                       OR ep.rate_limit_per_s IS NOT NULL) THEN NULL
+                             ELSE now() END AS due_at
+                 FROM deliveries d
+                 JOIN endpoints ep ON ep.id = d.endpoint_id
                  WHERE d.id = $1 AND d.app_id = $2 AND d.state IN ('dead', 'succeeded')
-                   AND ep.id = d.endpoint_id
+             ),
+             -- A dead letter's queue row is taken back, locked first as everywhere;
+             from_dead AS (
+                 UPDATE delivery_queue q
+                 SET state = 'pending', due_at = t.due_at, lease_owner = NULL
+                 FROM target t
+                 WHERE q.delivery_id = t.id AND q.state = 'dead'
+                 RETURNING q.delivery_id, q.due_at
+             ),
+             -- a delivered delivery has none and gets one, its row held against retention
+             -- meanwhile (a key-share lock: no other writer waits for it).
+             delivered AS (
+                 SELECT d.id FROM deliveries d
+                 WHERE d.id = $1 AND d.app_id = $2 AND d.state = 'succeeded'
+                 FOR KEY SHARE
+             ),
+             from_delivered AS (
+                 INSERT INTO delivery_queue (delivery_id, app_id, endpoint_id, state, attempts,
+                                             due_at, ordinal)
+                 SELECT t.id, t.app_id, t.endpoint_id, 'pending', t.attempts, t.due_at, t.ordinal
+                 FROM target t JOIN delivered USING (id)
+                 ON CONFLICT (delivery_id) DO NOTHING
+                 RETURNING delivery_id, due_at
+             ),
+             queued AS (
+                 SELECT * FROM from_dead UNION ALL SELECT * FROM from_delivered
+             ),
+             redriven AS (
+                 UPDATE deliveries d
+                 SET state = 'pending', budget_start = d.attempts, due_at = q.due_at,
+                     lease_owner = NULL, updated_at = now()
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
                  RETURNING d.id, d.attempts, d.due_at, d.endpoint_id
              ),
              logged AS (
@@ -740,13 +815,13 @@ mod tests {
     #[test]
     fn the_usual_claim_is_the_full_one_without_its_quota_filter() {
         let usual = CLAIM_DUE_SQL.as_str();
-        assert!(CLAIM_DUE_WITH_QUOTAS_SQL.contains("d.endpoint_id <> ALL ($5::uuid[])"));
-        assert!(!usual.contains("d.endpoint_id <> ALL"));
+        assert!(CLAIM_DUE_WITH_QUOTAS_SQL.contains("q.endpoint_id <> ALL ($5::uuid[])"));
+        assert!(!usual.contains("q.endpoint_id <> ALL"));
         assert!(!usual.contains("quota filter"));
         // The parameters keep their numbers and types: $5 and $6 still appear, in the unused
         // quotas CTE, and everything around the filter is unchanged.
         assert!(usual.contains("unnest($5::uuid[], $6::bigint[])"));
-        assert!(usual.contains("ORDER BY greatest(d.fair_key, d.due_at)\n    LIMIT greatest("));
+        assert!(usual.contains("ORDER BY greatest(q.fair_key, q.due_at)\n    LIMIT greatest("));
         assert!(CLAIM_DUE_WITH_QUOTAS_SQL.len() - usual.len() > 400);
     }
 }

@@ -1,5 +1,6 @@
 //! Reading deliveries: one, a filtered page, an event's, a history, an endpoint's figures.
-//! Every read is served by an index (see `migrations/0003_queries.sql`).
+//! Every read is served by an index (see `migrations/0003_queries.sql` and
+//! `0011_delivery_queue.sql`).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -84,6 +85,24 @@ pub async fn deliveries_list(
     limit: i64,
 ) -> Result<Vec<Delivery>, StoreError> {
     let client = store.client().await?;
+    match filter.state {
+        // Every state but delivered is in the queue table, with an index by app and state.
+        Some(state) if state != DeliveryState::Succeeded => {
+            deliveries_page_in_queue_state(&client, app_id, state, filter, before_id, limit).await
+        }
+        _ => deliveries_page(&client, app_id, filter, before_id, limit).await,
+    }
+}
+
+/// A page of an app's deliveries by id, filtered as it goes (no state, or delivered: most
+/// deliveries are, so the filter passes over few).
+async fn deliveries_page(
+    client: &impl GenericClient,
+    app_id: AppId,
+    filter: &DeliveryFilter,
+    before_id: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Delivery>, StoreError> {
     let stmt = client
         .prepare_cached(concat!(
             "SELECT ",
@@ -105,6 +124,51 @@ pub async fn deliveries_list(
             &[
                 &app_id.0,
                 &filter.state.map(DeliveryState::as_str),
+                &filter.endpoint_id.map(|id| id.0),
+                &filter.event_id.map(|id| id.0),
+                &filter.after,
+                &filter.before,
+                &before_id,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// A page of an app's deliveries in a state other than delivered, found through the queue
+/// table's index by app and state.
+async fn deliveries_page_in_queue_state(
+    client: &impl GenericClient,
+    app_id: AppId,
+    state: DeliveryState,
+    filter: &DeliveryFilter,
+    before_id: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Delivery>, StoreError> {
+    let stmt = client
+        .prepare_cached(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM (SELECT d.*
+                    FROM delivery_queue q
+                    JOIN deliveries d ON d.id = q.delivery_id
+                    WHERE q.app_id = $1 AND q.state = $2::text::delivery_state
+                      AND ($3::uuid IS NULL OR q.endpoint_id = $3)
+                      AND ($4::uuid IS NULL OR d.event_id = $4)
+                      AND ($5::timestamptz IS NULL OR q.delivery_id >= hookd_uuid_v7_floor($5))
+                      AND ($6::timestamptz IS NULL OR q.delivery_id < hookd_uuid_v7_floor($6))
+                      AND ($7::uuid IS NULL OR q.delivery_id < $7)
+                    ORDER BY q.delivery_id DESC LIMIT $8) deliveries
+              ORDER BY id DESC"
+        ))
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &app_id.0,
+                &state.as_str(),
                 &filter.endpoint_id.map(|id| id.0),
                 &filter.event_id.map(|id| id.0),
                 &filter.after,
@@ -263,9 +327,9 @@ pub async fn delivery_oldest_due_age(store: &Store) -> Result<std::time::Duratio
     let stmt = client
         .prepare_cached(
             "SELECT coalesce(extract(epoch FROM clock_timestamp() - least(
-                 (SELECT min(due_at) FROM deliveries
+                 (SELECT min(due_at) FROM delivery_queue
                   WHERE state = 'pending' AND due_at IS NOT NULL AND due_at <= clock_timestamp()),
-                 (SELECT min(due_at) FROM deliveries
+                 (SELECT min(due_at) FROM delivery_queue
                   WHERE state = 'in_flight' AND due_at <= clock_timestamp()))), 0)::float8",
         )
         .await?;

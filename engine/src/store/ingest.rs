@@ -112,26 +112,32 @@ async fn idempotency_keys_find(
         .collect()
 }
 
+const EVENTS_INSERT_SQL: &str = "INSERT INTO events (id, app_id, event_type, payload)
+     SELECT id, $1, event_type, payload::json
+     FROM unnest($2::uuid[], $3::text[], $4::text[]) AS t(id, event_type, payload)";
+
 /// Inserts the events themselves.
 async fn events_insert(
     client: &impl GenericClient,
     app_id: AppId,
-    ids: &[Uuid],
-    types: &[&str],
-    payloads: &[&str],
+    batch: &FreshEvents<'_>,
 ) -> Result<(), StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO events (id, app_id, event_type, payload)
-             SELECT id, $1, event_type, payload::json
-             FROM unnest($2::uuid[], $3::text[], $4::text[]) AS t(id, event_type, payload)",
-        )
-        .await?;
+    let stmt = client.prepare_cached(EVENTS_INSERT_SQL).await?;
     client
-        .execute(&stmt, &[&app_id.0, &ids, &types, &payloads])
+        .execute(
+            &stmt,
+            &[&app_id.0, &batch.ids, &batch.types, &batch.payloads],
+        )
         .await?;
     Ok(())
 }
+
+const ENDPOINTS_LOCK_LANED_TARGETS_SQL: &str = "SELECT id FROM endpoints
+     WHERE app_id = $1 AND enabled
+       AND (ordered OR max_in_flight IS NOT NULL OR rate_limit_per_s IS NOT NULL)
+       AND ((event_types IS NULL OR event_types && $2::text[]) OR id = ANY ($3))
+     ORDER BY id
+     FOR NO KEY UPDATE";
 
 /// Locks the app's endpoints with a lane (ordered, or limited in flight or rate) that the batch may
 /// reach (by type, or named), in id order: fan-out and promotion to a lane happen one
@@ -140,59 +146,36 @@ async fn events_insert(
 async fn endpoints_lock_laned_targets(
     client: &impl GenericClient,
     app_id: AppId,
-    types: &[&str],
-    named: &[Uuid],
+    batch: &FreshEvents<'_>,
 ) -> Result<u64, StoreError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT id FROM endpoints
-             WHERE app_id = $1 AND enabled
-               AND (ordered OR max_in_flight IS NOT NULL OR rate_limit_per_s IS NOT NULL)
-               AND ((event_types IS NULL OR event_types && $2::text[]) OR id = ANY ($3))
-             ORDER BY id
-             FOR NO KEY UPDATE",
-        )
+        .prepare_cached(ENDPOINTS_LOCK_LANED_TARGETS_SQL)
         .await?;
     Ok(client
-        .query(&stmt, &[&app_id.0, &types, &named])
+        .query(&stmt, &[&app_id.0, &batch.types, &batch.pair_endpoints])
         .await?
         .len() as u64)
 }
+
+const CREATE_DELIVERIES_SQL: &str = include_str!("create_deliveries.sql");
 
 /// Creates the events' deliveries with their `created` log rows (see `create_deliveries.sql`).
 async fn deliveries_create_for_events(
     client: &impl GenericClient,
     app_id: AppId,
-    batch: &[(Uuid, &NewEvent<'_>)],
+    batch: &FreshEvents<'_>,
 ) -> Result<Vec<(Uuid, DeliveryId, EndpointId)>, StoreError> {
-    let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
-    let types: Vec<&str> = batch.iter().map(|(_, e)| e.event_type).collect();
-    let explicit: Vec<bool> = batch
-        .iter()
-        .map(|(_, e)| e.endpoint_ids.is_some())
-        .collect();
-    let mut pair_events = Vec::new();
-    let mut pair_endpoints = Vec::new();
-    for (id, event) in batch {
-        for endpoint in event.endpoint_ids.unwrap_or_default() {
-            pair_events.push(*id);
-            pair_endpoints.push(endpoint.0);
-        }
-    }
-    endpoints_lock_laned_targets(client, app_id, &types, &pair_endpoints).await?;
-    let stmt = client
-        .prepare_cached(include_str!("create_deliveries.sql"))
-        .await?;
+    let stmt = client.prepare_cached(CREATE_DELIVERIES_SQL).await?;
     let rows = client
         .query(
             &stmt,
             &[
                 &app_id.0,
-                &ids,
-                &types,
-                &explicit,
-                &pair_events,
-                &pair_endpoints,
+                &batch.ids,
+                &batch.types,
+                &batch.explicit,
+                &batch.pair_events,
+                &batch.pair_endpoints,
                 &millis(fairness::FAIR_HORIZON),
                 &fairness::FAIR_SPACING_MS,
             ],
@@ -207,6 +190,68 @@ async fn deliveries_create_for_events(
             ))
         })
         .collect()
+}
+
+/// The events of a publish that are new (not replays), as the statements take them.
+struct FreshEvents<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+    /// Whether each event names its endpoints.
+    explicit: Vec<bool>,
+    /// The named (event, endpoint) pairs.
+    pair_events: Vec<Uuid>,
+    pair_endpoints: Vec<Uuid>,
+}
+
+impl<'a> FreshEvents<'a> {
+    fn new(batch: &[(Uuid, &NewEvent<'a>)]) -> Self {
+        let mut pair_events = Vec::new();
+        let mut pair_endpoints = Vec::new();
+        for (id, event) in batch {
+            for endpoint in event.endpoint_ids.unwrap_or_default() {
+                pair_events.push(*id);
+                pair_endpoints.push(endpoint.0);
+            }
+        }
+        Self {
+            ids: batch.iter().map(|(id, _)| *id).collect(),
+            types: batch.iter().map(|(_, e)| e.event_type).collect(),
+            payloads: batch.iter().map(|(_, e)| e.payload).collect(),
+            explicit: batch
+                .iter()
+                .map(|(_, e)| e.endpoint_ids.is_some())
+                .collect(),
+            pair_events,
+            pair_endpoints,
+        }
+    }
+}
+
+/// Inserts new events and fans them out: the events, the lock on their laned endpoints, then
+/// their deliveries, in that order. The three statements go out together (pipelined), one round
+/// trip instead of three, which is most of a publish transaction's time under load. A statement
+/// is sent when its future is first polled, in the join's order, and PostgreSQL runs them in
+/// the order they arrive; preparing all three first (a cache hit after each connection's first
+/// publish) keeps a first poll from waiting on a prepare, which would let a later one go ahead.
+async fn events_insert_and_fan_out(
+    client: &impl GenericClient,
+    app_id: AppId,
+    batch: &FreshEvents<'_>,
+) -> Result<Vec<(Uuid, DeliveryId, EndpointId)>, StoreError> {
+    for sql in [
+        EVENTS_INSERT_SQL,
+        ENDPOINTS_LOCK_LANED_TARGETS_SQL,
+        CREATE_DELIVERIES_SQL,
+    ] {
+        client.prepare_cached(sql).await?;
+    }
+    let ((), _, deliveries) = tokio::try_join!(
+        events_insert(client, app_id, batch),
+        endpoints_lock_laned_targets(client, app_id, batch),
+        deliveries_create_for_events(client, app_id, batch),
+    )?;
+    Ok(deliveries)
 }
 
 /// The deliveries of earlier events, for replayed idempotency keys.
@@ -297,11 +342,7 @@ pub async fn events_publish(
         .collect();
     let mut deliveries = Vec::new();
     if !fresh.is_empty() {
-        let ids: Vec<Uuid> = fresh.iter().map(|(id, _)| *id).collect();
-        let types: Vec<&str> = fresh.iter().map(|(_, e)| e.event_type).collect();
-        let payloads: Vec<&str> = fresh.iter().map(|(_, e)| e.payload).collect();
-        events_insert(&tx, app_id, &ids, &types, &payloads).await?;
-        deliveries = deliveries_create_for_events(&tx, app_id, &fresh).await?;
+        deliveries = events_insert_and_fan_out(&tx, app_id, &FreshEvents::new(&fresh)).await?;
     }
     let created = deliveries.len();
     let earlier: Vec<Uuid> = original

@@ -44,7 +44,7 @@ async fn deliveries_promote_next(
                         greatest(now(), ep.rate_tat) AS first_slot,
                         greatest(least(CASE WHEN ep.ordered THEN 1 END, ep.max_in_flight,
                                        ep.rate_limit_per_s) - (
-                            SELECT count(*) FROM deliveries a
+                            SELECT count(*) FROM delivery_queue a
                             WHERE a.endpoint_id = ep.id AND a.ordinal IS NOT NULL
                               AND a.state IN ('pending', 'in_flight')
                               AND (a.state = 'in_flight' OR a.due_at IS NOT NULL)), 0) AS room
@@ -58,11 +58,11 @@ async fn deliveries_promote_next(
                                                      / lanes.rate_limit_per_s END AS due_at
                  FROM lanes
                  CROSS JOIN LATERAL (
-                     SELECT d.id, row_number() OVER (ORDER BY d.ordinal) AS rank
-                     FROM deliveries d
-                     WHERE d.endpoint_id = lanes.endpoint_id AND d.ordinal IS NOT NULL
-                       AND d.state = 'pending' AND d.due_at IS NULL
-                     ORDER BY d.ordinal
+                     SELECT q.delivery_id AS id, row_number() OVER (ORDER BY q.ordinal) AS rank
+                     FROM delivery_queue q
+                     WHERE q.endpoint_id = lanes.endpoint_id AND q.ordinal IS NOT NULL
+                       AND q.state = 'pending' AND q.due_at IS NULL
+                     ORDER BY q.ordinal
                      LIMIT lanes.room
                  ) n
              ),
@@ -72,11 +72,18 @@ async fn deliveries_promote_next(
                  FROM (SELECT endpoint_id, max(due_at) AS last_slot FROM next GROUP BY endpoint_id) x
                  WHERE ep.id = x.endpoint_id AND ep.rate_limit_per_s IS NOT NULL
              ),
+             queued AS (
+                 UPDATE delivery_queue q
+                 SET due_at = next.due_at
+                 FROM next
+                 WHERE q.delivery_id = next.id AND q.state = 'pending' AND q.due_at IS NULL
+                 RETURNING q.delivery_id, q.due_at
+             ),
              resumed AS (
                  UPDATE deliveries d
-                 SET due_at = next.due_at, updated_at = now()
-                 FROM next
-                 WHERE d.id = next.id AND d.state = 'pending' AND d.due_at IS NULL
+                 SET due_at = q.due_at, updated_at = now()
+                 FROM queued q
+                 WHERE d.id = q.delivery_id
                  RETURNING d.id, d.attempts, d.due_at
              )
              INSERT INTO delivery_log (delivery_id, kind, attempt, error_class, next_attempt_at)

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_fair_queue.sql",
         sql: include_str!("../../../migrations/0010_fair_queue.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_delivery_queue.sql",
+        sql: include_str!("../../../migrations/0011_delivery_queue.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -1,6 +1,7 @@
 -- Record a batch of attempt outcomes (group commit): for each delivery still leased to this worker
--- at the same attempt, apply the outcome to the projection and append its log rows, in order: the
--- attempt's own row (succeeded / failed), then what follows it (retry scheduled / dead-lettered).
+-- at the same attempt, apply the outcome to its queue row and the projection and append its log
+-- rows, in order: the attempt's own row (succeeded / failed), then what follows it (retry
+-- scheduled / dead-lettered).
 -- An outcome whose lease was lost (reclaimed after expiry) is dropped: the new holder decides.
 -- $1 worker id; arrays, one element per outcome:
 -- $2 delivery id, $3 attempt, $4 attempt row kind (NULL: nothing was sent), $5 http status,
@@ -8,24 +9,44 @@
 -- $10 follow-up kind (NULL: none), $11 follow-up error class, $12 follow-up error message,
 -- $13 retry delay ms (for retry_scheduled)
 WITH input AS (
-    SELECT *
+    SELECT t.*,
+           CASE coalesce(t.follow, t.outcome)
+               WHEN 'attempt_succeeded' THEN 'succeeded'
+               WHEN 'retry_scheduled' THEN 'pending'
+               ELSE 'dead'
+           END::delivery_state AS next_state,
+           -- Nothing sent, nothing charged: the claim's attempt is handed back.
+           CASE WHEN t.outcome IS NULL THEN t.attempt - 1 ELSE t.attempt END AS next_attempts,
+           CASE WHEN t.follow = 'retry_scheduled'
+                THEN now() + t.retry_in_ms * interval '1 millisecond' END AS next_due_at
     FROM unnest($2::uuid[], $3::int[], $4::text[]::delivery_log_kind[], $5::int[], $6::int[], $7::text[],
                 $8::text[], $9::text[], $10::text[]::delivery_log_kind[], $11::text[], $12::text[],
                 $13::bigint[])
       AS t(delivery_id, attempt, outcome, http_status, latency_ms, error_class, error_message,
            excerpt, follow, follow_class, follow_error, retry_in_ms)
 ),
+-- The queue row decides whether the lease still holds; it goes once the delivery is delivered.
+settled AS (
+    DELETE FROM delivery_queue q
+    USING input i
+    WHERE q.delivery_id = i.delivery_id AND i.next_state = 'succeeded'
+      AND q.state = 'in_flight' AND q.lease_owner = $1 AND q.attempts = i.attempt
+    RETURNING q.delivery_id
+),
+requeued AS (
+    UPDATE delivery_queue q
+    SET state = i.next_state, attempts = i.next_attempts, due_at = i.next_due_at,
+        lease_owner = NULL
+    FROM input i
+    WHERE q.delivery_id = i.delivery_id AND i.next_state <> 'succeeded'
+      AND q.state = 'in_flight' AND q.lease_owner = $1 AND q.attempts = i.attempt
+    RETURNING q.delivery_id
+),
 applied AS (
     UPDATE deliveries d
-    SET state = CASE coalesce(i.follow, i.outcome)
-                    WHEN 'attempt_succeeded' THEN 'succeeded'
-                    WHEN 'retry_scheduled' THEN 'pending'
-                    ELSE 'dead'
-                END::delivery_state,
-        -- Nothing sent, nothing charged: the claim's attempt is handed back.
-        attempts = CASE WHEN i.outcome IS NULL THEN i.attempt - 1 ELSE i.attempt END,
-        due_at = CASE WHEN i.follow = 'retry_scheduled'
-                      THEN now() + i.retry_in_ms * interval '1 millisecond' END,
+    SET state = i.next_state,
+        attempts = i.next_attempts,
+        due_at = i.next_due_at,
         lease_owner = NULL,
         last_http_status = CASE WHEN i.outcome IS NULL THEN d.last_http_status
                                 ELSE i.http_status END,
@@ -37,9 +58,7 @@ applied AS (
         updated_at = now()
     FROM input i
     WHERE d.id = i.delivery_id
-      AND d.state = 'in_flight'
-      AND d.lease_owner = $1
-      AND d.attempts = i.attempt
+      AND d.id IN (SELECT delivery_id FROM settled UNION ALL SELECT delivery_id FROM requeued)
     RETURNING d.id, d.attempts, d.due_at
 ),
 logged AS (

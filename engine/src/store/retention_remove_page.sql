@@ -32,13 +32,21 @@ known AS (
     FROM deliveries d JOIN expired x ON x.id = d.event_id
     GROUP BY d.event_id
 ),
+-- Dead-lettered and cancelled deliveries have queue rows: those go first (the lock order).
+removed_queue AS (
+    DELETE FROM delivery_queue q
+    USING deliveries d, expired x
+    WHERE q.delivery_id = d.id AND d.event_id = x.id
+      AND ((q.state = 'cancelled' AND d.updated_at < now() - $1::bigint * interval '1 millisecond')
+           OR (q.state = 'dead' AND d.updated_at < now() - $2::bigint * interval '1 millisecond'))
+    RETURNING q.delivery_id
+),
 removed_deliveries AS (
     DELETE FROM deliveries d
     USING expired x
     WHERE d.event_id = x.id
-      AND ((d.state IN ('succeeded', 'cancelled')
-            AND d.updated_at < now() - $1::bigint * interval '1 millisecond')
-           OR (d.state = 'dead' AND d.updated_at < now() - $2::bigint * interval '1 millisecond'))
+      AND ((d.state = 'succeeded' AND d.updated_at < now() - $1::bigint * interval '1 millisecond')
+           OR d.id IN (SELECT delivery_id FROM removed_queue))
     RETURNING d.id, d.event_id
 ),
 removed_log AS (

@@ -130,15 +130,15 @@ async fn deliveries_count_live_and_dead(
     let stmt = client
         .prepare_cached(
             "SELECT
-                 (SELECT count(*) FROM deliveries
+                 (SELECT count(*) FROM delivery_queue
                   WHERE state = 'pending' AND due_at IS NOT NULL
                     AND ($1::uuid IS NULL OR app_id = $1)) AS pending,
-                 (SELECT count(*) FROM deliveries
+                 (SELECT count(*) FROM delivery_queue
                   WHERE state = 'pending' AND due_at IS NULL
                     AND ($1::uuid IS NULL OR app_id = $1)) AS parked,
-                 (SELECT count(*) FROM deliveries
+                 (SELECT count(*) FROM delivery_queue
                   WHERE state = 'in_flight' AND ($1::uuid IS NULL OR app_id = $1)) AS in_flight,
-                 (SELECT count(*) FROM deliveries
+                 (SELECT count(*) FROM delivery_queue
                   WHERE state = 'dead' AND ($1::uuid IS NULL OR app_id = $1)) AS dead",
         )
         .await?;

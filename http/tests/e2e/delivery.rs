@@ -139,6 +139,34 @@ async fn dead_letters_then_redrive_delivers() {
         tail,
         ["dead_lettered", "redriven", "claimed", "attempt_succeeded"]
     );
+
+    // A delivered one can be sent again too: it re-enters the queue.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/v1/deliveries/{id}/redrive"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let again = receiver.next().await;
+    assert_eq!(
+        again.headers["webhook-id"],
+        accepted["id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let delivery = api.delivery(&key, id).await;
+        if delivery["state"] == "succeeded" && delivery["attempts"] == 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{delivery}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hookd.terminate().await;
+    let report = db.assert_projection_consistent().await;
+    assert!(report.contains(" 0 differ"), "{report}");
 }
 
 #[tokio::test]

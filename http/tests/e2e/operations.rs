@@ -264,13 +264,19 @@ async fn history_and_dead_letter_reads_are_served_by_indexes() {
         ),
         (
             "one endpoint's dead letters",
-            "SELECT d.id FROM deliveries d WHERE d.endpoint_id = $1 AND d.state = 'dead'
-               AND d.app_id = $2 AND d.id >= hookd_uuid_v7_floor(now() - interval '1 day')",
+            "SELECT q.delivery_id FROM delivery_queue q WHERE q.endpoint_id = $1
+               AND q.state = 'dead' AND q.app_id = $2
+               AND q.delivery_id >= hookd_uuid_v7_floor(now() - interval '1 day')",
         ),
         (
             "a page of an app's dead deliveries",
-            "SELECT id FROM deliveries WHERE app_id = $2 AND state = 'dead' AND id < $1
-             ORDER BY id DESC LIMIT 50",
+            "SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
+             WHERE q.app_id = $2 AND q.state = 'dead' AND q.delivery_id < $1
+             ORDER BY q.delivery_id DESC LIMIT 50",
+        ),
+        (
+            "a page of an app's deliveries",
+            "SELECT id FROM deliveries WHERE app_id = $2 AND id < $1 ORDER BY id DESC LIMIT 50",
         ),
         (
             "a page of an app's events of one type",

@@ -134,6 +134,46 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
     assert!(report.contains(victim.as_str()), "{report}");
     assert!(report.contains("1 differ"), "{report}");
 
+    // The queue table is checked against the projection: a delivered delivery back in the
+    // queue, and a queue row without its delivery.
+    let delivered: String = client
+        .query_one(
+            "SELECT replace(id::text, '-', '') FROM deliveries
+             WHERE state = 'succeeded' AND id <> $1::text::uuid LIMIT 1",
+            &[&uuid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "INSERT INTO delivery_queue (delivery_id, app_id, endpoint_id, state, attempts, due_at)
+             SELECT id, app_id, endpoint_id, 'pending', attempts, now() FROM deliveries
+             WHERE id = $1::text::uuid",
+            &[&delivered],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO delivery_queue (delivery_id, app_id, endpoint_id, state, attempts)
+             SELECT gen_random_uuid(), app_id, endpoint_id, 'dead', 1 FROM deliveries LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let output = db.hookd_command(&["projection", "check"]).await;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!("dlv_{delivered}: queue: a delivered delivery")),
+        "{report}"
+    );
+    assert!(report.contains("2 differ"), "{report}");
+    assert!(
+        report.contains("1 queue rows belong to no delivery"),
+        "{report}"
+    );
+
     // History without its delivery (the log has no foreign key) is caught too.
     client
         .batch_execute(

@@ -281,3 +281,70 @@ async fn dead_letter_retention_shorter_than_delivered_is_refused_at_start() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(keeping.terminate().await.success());
 }
+
+/// Dead letters and cancelled deliveries leave with their queue rows once past their age.
+#[tokio::test]
+async fn the_sweep_removes_old_dead_letters_and_cancelled_deliveries_with_their_queue_rows() {
+    let db = TestDb::create().await;
+    let hookd = Hookd::start(
+        &db,
+        "serve",
+        &[
+            ("HOOKD_RETENTION", "1s"),
+            ("HOOKD_DEAD_LETTER_RETENTION", "2s"),
+            ("HOOKD_RETENTION_SWEEP_EVERY", "200ms"),
+        ],
+    )
+    .await;
+    let api = Client::new(&hookd);
+    let key = api.create_app().await;
+    let failing = Receiver::start(Arc::new(|_| (500, Duration::ZERO))).await;
+    api.create_endpoint(
+        &key,
+        json!({"url": failing.url, "event_types": ["order.failed"], "max_attempts": 1}),
+    )
+    .await;
+    api.create_endpoint(
+        &key,
+        json!({"url": failing.url, "event_types": ["order.waiting"], "retry_base_ms": 3_600_000}),
+    )
+    .await;
+    let dead = api.publish(&key, "order.failed", json!({})).await;
+    let waiting = api.publish(&key, "order.waiting", json!({})).await;
+    let dead_dlv = dead["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let waiting_dlv = waiting["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    api.wait_for_state(&key, &dead_dlv, "dead").await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/v1/deliveries/{waiting_dlv}/cancel"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_for_state(&key, &waiting_dlv, "cancelled").await;
+    let client = db.client().await;
+    for dlv in [&dead_dlv, &waiting_dlv] {
+        assert_eq!(
+            count(&client, "delivery_queue", "delivery_id", dlv).await,
+            1
+        );
+    }
+
+    let deadline = Instant::now() + PATIENCE;
+    for dlv in [&dead_dlv, &waiting_dlv] {
+        while count(&client, "deliveries", "id", dlv).await > 0 {
+            assert!(Instant::now() < deadline, "{dlv} was never removed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            count(&client, "delivery_queue", "delivery_id", dlv).await,
+            0
+        );
+        assert_eq!(count(&client, "delivery_log", "delivery_id", dlv).await, 0);
+    }
+    hookd.terminate().await;
+    let report = db.assert_projection_consistent().await;
+    assert!(!report.contains("belong to no delivery"), "{report}");
+}

@@ -75,12 +75,14 @@ impl Database {
     }
 
     /// Starts PostgreSQL's own account of where its time goes (pg_stat_statements, which
-    /// scripts/benchmark preloads) from zero. False when the extension is not loaded.
+    /// scripts/benchmark preloads) from zero, with the tables' row counters. False when the
+    /// extension is not loaded.
     pub async fn reset_statements(&self) -> bool {
         self.client
             .batch_execute(
                 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
-                 SELECT pg_stat_statements_reset()",
+                 SELECT pg_stat_statements_reset();
+                 SELECT pg_stat_reset()",
             )
             .await
             .is_ok()
@@ -122,10 +124,35 @@ impl Database {
                 })
             })
             .collect();
+        // Backends report their row counters at most once a second.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let tables: Vec<Value> = self
+            .client
+            .query(
+                "SELECT relname::text, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
+                 FROM pg_stat_user_tables
+                 WHERE relname IN ('deliveries', 'delivery_queue', 'delivery_log')
+                 ORDER BY relname",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let per = |n: i64| n as f64 / delivered.max(1) as f64;
+                json!({
+                    "table": r.get::<_, String>(0),
+                    "inserts_per_delivery": per(r.get(1)),
+                    "updates_per_delivery": per(r.get(2)),
+                    "hot_updates_per_delivery": per(r.get(3)),
+                    "deletes_per_delivery": per(r.get(4)),
+                })
+            })
+            .collect();
         Ok(json!({
             "delivered": delivered,
             "total_ms_per_delivery": per_delivery(total),
             "statements": top,
+            "tables": tables,
         }))
     }
 

@@ -278,6 +278,25 @@ fn markdown(doc: &Value) -> String {
                 num(&statement["share"]).unwrap_or(0.0) * 100.0,
             );
         }
+        let tables = profile["tables"].as_array().into_iter().flatten();
+        let _ = writeln!(
+            md,
+            "\nRow changes per delivered event in that run (an update is HOT when it writes \
+             no index entry):\n\n\
+             | table | inserts | updates | of which HOT | deletes |\n\
+             | --- | ---: | ---: | ---: | ---: |"
+        );
+        for table in tables {
+            let _ = writeln!(
+                md,
+                "| `{}` | {:.2} | {:.2} | {:.2} | {:.2} |",
+                table["table"].as_str().unwrap_or(""),
+                num(&table["inserts_per_delivery"]).unwrap_or(0.0),
+                num(&table["updates_per_delivery"]).unwrap_or(0.0),
+                num(&table["hot_updates_per_delivery"]).unwrap_or(0.0),
+                num(&table["deletes_per_delivery"]).unwrap_or(0.0),
+            );
+        }
     }
     let large = &doc["scenarios"]["backlog"]["large"];
     for (key, what) in [

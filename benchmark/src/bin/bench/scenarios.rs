@@ -152,11 +152,12 @@ impl World {
         Ok(Sampler::start(pids, u32::try_from(backend).ok()))
     }
 
-    /// Bytes of the event, delivery and log tables (with indexes and TOAST).
+    /// Bytes of the event, delivery, queue and log tables (with indexes and TOAST).
     async fn table_bytes(&self) -> anyhow::Result<i64> {
         self.db
             .scalar(
                 "SELECT (pg_total_relation_size('events') + pg_total_relation_size('deliveries') \
+                 + pg_total_relation_size('delivery_queue') \
                  + pg_total_relation_size('delivery_log'))::bigint",
             )
             .await
@@ -425,7 +426,7 @@ async fn load_and_drain(
         .db
         .scalar(
             "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables \
-             WHERE relname IN ('deliveries', 'delivery_log')",
+             WHERE relname IN ('deliveries', 'delivery_queue', 'delivery_log')",
         )
         .await?;
     let usage = sampler.finish();

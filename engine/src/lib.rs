@@ -7,7 +7,8 @@
 //!   [`projection`] is the fold that defines what the projection must hold.
 //! - [`worker`]: claims due deliveries (`FOR UPDATE SKIP LOCKED`, under a lease), sends them with
 //!   [`sender`], signs with [`signing`], classifies the result with [`outcome`] and schedules the
-//!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY.
+//!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY; [`handoff`] hands it what a
+//!   publish in its own process leased to it.
 //! - [`address`]: which addresses webhooks may go to.
 //! - [`circuit`]: the circuit breaker's policy (its decisions are made in the store).
 //! - [`fairness`]: how many slots an endpoint whose requests hang may hold.
@@ -20,6 +21,7 @@ pub mod custom_headers;
 pub mod delivery;
 pub mod endpoint_url;
 pub mod fairness;
+pub mod handoff;
 pub mod ids;
 pub mod listener;
 pub mod metrics;

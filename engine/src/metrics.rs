@@ -26,6 +26,7 @@ pub const DELIVERIES_BY_STATE: &str = "hookd_deliveries";
 pub const OLDEST_DUE_AGE: &str = "hookd_oldest_due_delivery_age_seconds";
 pub const WAKEUPS: &str = "hookd_worker_wakeups_total";
 pub const CLAIM_BATCH: &str = "hookd_worker_claim_batch_size";
+pub const HANDED_OFF: &str = "hookd_worker_handed_off_total";
 pub const CLAIM_DURATION: &str = "hookd_worker_claim_duration_seconds";
 pub const IN_FLIGHT: &str = "hookd_worker_in_flight";
 pub const POOL_CONNECTIONS: &str = "hookd_db_pool_connections";
@@ -49,6 +50,7 @@ pub const ALL: &[&str] = &[
     OLDEST_DUE_AGE,
     WAKEUPS,
     CLAIM_BATCH,
+    HANDED_OFF,
     CLAIM_DURATION,
     IN_FLIGHT,
     POOL_CONNECTIONS,
@@ -112,6 +114,11 @@ pub fn describe() {
          (re)connects), timer (a due time or a lease expiry), capacity (a send finished)."
     );
     describe_histogram!(CLAIM_BATCH, "Deliveries claimed per claim statement.");
+    describe_counter!(
+        HANDED_OFF,
+        "Deliveries a publish in the worker's own process leased to it, which it sent without \
+         a claim."
+    );
     describe_histogram!(
         CLAIM_DURATION,
         Unit::Seconds,
@@ -303,6 +310,10 @@ impl WakeCause {
 
 pub fn wakeup(cause: WakeCause) {
     counter!(WAKEUPS, "cause" => cause.as_str()).increment(1);
+}
+
+pub fn handed_off(deliveries: usize) {
+    counter!(HANDED_OFF).increment(deliveries as u64);
 }
 
 pub fn claimed(batch: usize, in_flight: usize, took: Duration) {

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::handoff::Handoff;
 use crate::ids::{AppId, EndpointId};
-use crate::store::ingest::{self, IdempotencyKey, NewEvent, PublishOutcome};
+use crate::store::ingest::{self, IdempotencyKey, LeaseAtPublish, NewEvent, PublishOutcome};
 use crate::store::{Store, StoreError};
 
 /// Events one shared transaction takes at most, unless a single request brings more.
@@ -65,13 +66,14 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts `committers` tasks, each running one publish transaction at a time: while one
-    /// commits, the next gathers what arrived meanwhile. They end when every `Publisher` clone
-    /// is dropped.
-    pub fn start(store: Store, committers: usize) -> Self {
+    /// commits, the next gathers what arrived meanwhile. With `handoff`, a group's transaction
+    /// leases new deliveries to the worker of this process when it has idle slots. The tasks end
+    /// when every `Publisher` clone is dropped.
+    pub fn start(store: Store, committers: usize, handoff: Option<Handoff>) -> Self {
         let (requests, queue) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..committers.max(1) {
-            tokio::spawn(commit_groups(store.clone(), queue.clone()));
+            tokio::spawn(commit_groups(store.clone(), queue.clone(), handoff.clone()));
         }
         Self { requests }
     }
@@ -98,7 +100,11 @@ impl Publisher {
     }
 }
 
-async fn commit_groups(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>) {
+async fn commit_groups(
+    store: Store,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
+    handoff: Option<Handoff>,
+) {
     loop {
         let mut gathered = Vec::new();
         {
@@ -120,20 +126,39 @@ async fn commit_groups(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Re
             let (group, rest): (Vec<Request>, Vec<Request>) =
                 gathered.into_iter().partition(|r| r.app_id == app_id);
             gathered = rest;
-            commit_group(&store, app_id, group).await;
+            commit_group(&store, app_id, group, handoff.as_ref()).await;
         }
     }
 }
 
 /// Publishes the group's requests in one transaction, or one by one when it cannot.
-async fn commit_group(store: &Store, app_id: AppId, group: Vec<Request>) {
-    if group.len() > 1 {
-        let events: Vec<NewEvent<'_>> = group
-            .iter()
-            .flat_map(|r| r.events.iter().map(EventToPublish::as_new_event))
-            .collect();
-        match ingest::events_publish(store, app_id, &events).await {
-            Ok(PublishOutcome::Published(mut published)) => {
+async fn commit_group(
+    store: &Store,
+    app_id: AppId,
+    group: Vec<Request>,
+    handoff: Option<&Handoff>,
+) {
+    let events: Vec<NewEvent<'_>> = group
+        .iter()
+        .flat_map(|r| r.events.iter().map(EventToPublish::as_new_event))
+        .collect();
+    // Most events go to one endpoint: a slot per event; more deliveries than that are queued.
+    let reservation = handoff.and_then(|h| h.reserve(events.len()));
+    let lease = reservation.as_ref().map(|r| {
+        let (default_timeout, lease_margin) = r.lease_terms();
+        LeaseAtPublish {
+            worker_id: r.worker_id(),
+            slots: r.slots(),
+            default_timeout,
+            lease_margin,
+        }
+    });
+    if group.len() > 1 || lease.is_some() {
+        match ingest::events_publish_leasing(store, app_id, &events, lease).await {
+            Ok((PublishOutcome::Published(mut published), leased)) => {
+                if let Some(reservation) = reservation {
+                    reservation.deliver(leased);
+                }
                 for request in group {
                     let rest = published.split_off(request.events.len().min(published.len()));
                     let mine = std::mem::replace(&mut published, rest);
@@ -149,6 +174,19 @@ async fn commit_group(store: &Store, app_id: AppId, group: Vec<Request>) {
                     let _ = request
                         .reply
                         .send(Err(StoreError::Unavailable(reason.clone())));
+                }
+                return;
+            }
+            // One request alone: its answer, whatever it is.
+            Ok((outcome, _)) if group.len() == 1 => {
+                if let Some(request) = group.into_iter().next() {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+                return;
+            }
+            Err(e) if group.len() == 1 => {
+                if let Some(request) = group.into_iter().next() {
+                    let _ = request.reply.send(Err(e));
                 }
                 return;
             }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::circuit::{CircuitPolicy, Health};
 use crate::fairness::SlotShares;
+use crate::handoff::HandoffInbox;
 use crate::ids::{DeliveryId, EndpointId};
 use crate::metrics::{self, WakeCause};
 use crate::outcome::{self, AttemptResult, ErrorClass, Verdict};
@@ -81,8 +82,15 @@ const DATABASE_RETRY: Duration = Duration::from_millis(500);
 /// Outcomes written per statement at most.
 const OUTCOME_BATCH: usize = 512;
 
-/// Runs a worker until `shutdown` is cancelled and in-flight work is finished or released.
-pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: CancellationToken) {
+/// Runs a worker until `shutdown` is cancelled and in-flight work is finished or released. With
+/// `handoff`, it also sends what publishes in its process lease to it (see [`crate::handoff`]).
+pub async fn run(
+    store: Store,
+    sender: Sender,
+    config: WorkerConfig,
+    mut handoff: Option<HandoffInbox>,
+    shutdown: CancellationToken,
+) {
     let wake = Arc::new(Notify::new());
     let listener_stop = CancellationToken::new();
     let listener = match config.wake {
@@ -140,9 +148,15 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
         if shutdown.is_cancelled() {
             break;
         }
+        // Slots offered to publishers are withdrawn before a claim: a publish reserving them
+        // while the claim runs would take slots the claim counted as free.
+        if let (true, Some(inbox)) = (maybe_due, &handoff) {
+            inbox.offer(0);
+        }
+        let reserved = handoff.as_ref().map_or(0, HandoffInbox::reserved);
         let free = config
             .concurrency
-            .saturating_sub(sends.len() + unrecorded.load(Ordering::Acquire));
+            .saturating_sub(sends.len() + unrecorded.load(Ordering::Acquire) + reserved);
         let mut refill_at = None;
         if maybe_due && free > 0 {
             let first_free = *slot_free_since.get_or_insert_with(Instant::now);
@@ -161,14 +175,7 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
                         let taken = claim.taken();
                         let leased = claim.leased.len();
                         for delivery in claim.leased {
-                            let lease = Lease {
-                                delivery: delivery.id,
-                                attempt: delivery.attempt,
-                                endpoint: delivery.endpoint_id,
-                                started: Instant::now(),
-                            };
-                            let handle = sends.spawn(attempt(context.clone(), delivery));
-                            leases.insert(handle.id(), lease);
+                            start_send(&mut sends, &mut leases, &context, delivery);
                         }
                         metrics::claimed(leased, sends.len(), claim_started.elapsed());
                         // Parked deliveries filled the batch too: more may be due.
@@ -196,6 +203,27 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
             let poll_at = Instant::now() + every;
             due_at = Some(due_at.map_or(poll_at, |due| due.min(poll_at)));
         }
+        // Publishes may lease to this worker only while it would otherwise wait with idle
+        // slots: nothing due left in the queue, and no endpoint it sends to hanging (a quota
+        // the claim enforces and a publish would not).
+        if let Some(inbox) = &handoff {
+            let mut hanging = || {
+                !shares
+                    .quotas(
+                        leases.values().map(|l| (l.endpoint, l.started)),
+                        Instant::now(),
+                    )
+                    .is_empty()
+            };
+            let idle = if maybe_due || hanging() {
+                0
+            } else {
+                config.concurrency.saturating_sub(
+                    sends.len() + unrecorded.load(Ordering::Acquire) + inbox.reserved(),
+                )
+            };
+            inbox.offer(idle);
+        }
         // Notify and scan wake-ups are counted by the listener, which knows which it rang.
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -211,8 +239,22 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
             }
             () = sleep_or_forever(refill_at) => {}
             () = &mut outcomes_committed => {}
+            Some(handed) = recv_handoff(&mut handoff) => {
+                metrics::handed_off(handed.len());
+                for delivery in handed {
+                    start_send(&mut sends, &mut leases, &context, delivery);
+                }
+            }
         }
     }
+    // What publishes handed over but the loop did not start is released below with the rest.
+    let mut not_started: Vec<(DeliveryId, i32)> = handoff
+        .as_mut()
+        .map(HandoffInbox::close)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| (d.id, d.attempt))
+        .collect();
 
     // Stage two of shutdown: no more claims; give in-flight sends until the deadline.
     let deadline = tokio::time::sleep(config.shutdown_grace);
@@ -233,10 +275,11 @@ pub async fn run(store: Store, sender: Sender, config: WorkerConfig, shutdown: C
     if let Err(e) = recorder.await {
         tracing::error!(error = %e, "outcome recorder failed");
     }
-    let unfinished: Vec<(DeliveryId, i32)> = leases
+    let mut unfinished: Vec<(DeliveryId, i32)> = leases
         .into_values()
         .map(|l| (l.delivery, l.attempt))
         .collect();
+    unfinished.append(&mut not_started);
     if !unfinished.is_empty() {
         match deliveries::delivery_release(&store, &config.worker_id, &unfinished).await {
             Ok(n) => tracing::info!(released = n, "released unfinished deliveries"),
@@ -258,6 +301,31 @@ struct Lease {
     attempt: i32,
     endpoint: EndpointId,
     started: Instant,
+}
+
+/// Starts sending a leased delivery, remembering its lease until the send ends.
+fn start_send(
+    sends: &mut JoinSet<()>,
+    leases: &mut HashMap<tokio::task::Id, Lease>,
+    context: &Arc<AttemptContext>,
+    delivery: Claimed,
+) {
+    let lease = Lease {
+        delivery: delivery.id,
+        attempt: delivery.attempt,
+        endpoint: delivery.endpoint_id,
+        started: Instant::now(),
+    };
+    let handle = sends.spawn(attempt(context.clone(), delivery));
+    leases.insert(handle.id(), lease);
+}
+
+/// The next batch handed over at publish; never, without a hand-off.
+async fn recv_handoff(handoff: &mut Option<HandoffInbox>) -> Option<Vec<Claimed>> {
+    match handoff {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn claim(

@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use hookd_engine::handoff::{self, Handoff, HandoffInbox};
 use hookd_engine::publisher::Publisher;
 use hookd_engine::retention::RetentionPolicy;
 use hookd_engine::sender::{Sender, SenderConfig};
 use hookd_engine::store::{Store, check, migrate, secrets};
 use hookd_engine::vault::Vault;
+use hookd_engine::worker::{Wake, WorkerConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener};
@@ -102,9 +104,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             let handle = start_metrics(&store, &metrics, &shutdown)?;
+            let (sender, config) = worker_parts(&worker)?;
+            let (handoff, inbox) = handoff_for(&config);
             let workers = tokio::spawn(run_worker(
                 store.clone(),
-                worker_parts(&worker)?,
+                (sender, config),
+                inbox,
                 retention,
                 shutdown.clone(),
             ));
@@ -116,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 worker.allow_private_targets,
                 handle,
                 shutdown.clone(),
-                None,
+                (None, handoff),
             )
             .await;
             // Whatever ended the API also ends the workers.
@@ -151,9 +156,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 connect_timeout: Duration::from_secs(2),
                 allow_private_targets: true,
             })?;
+            let config = demo::worker_config(config::worker_id());
+            let (handoff, inbox) = handoff_for(&config);
             let workers = tokio::spawn(run_worker(
                 store.clone(),
-                (sender, demo::worker_config(config::worker_id())),
+                (sender, config),
+                inbox,
                 retention,
                 shutdown.clone(),
             ));
@@ -177,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 true,
                 handle,
                 shutdown.clone(),
-                Some(demo),
+                (Some(demo), handoff),
             )
             .await;
             shutdown.cancel();
@@ -203,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 worker.allow_private_targets,
                 handle,
                 shutdown,
-                None,
+                (None, None),
             )
             .await?;
         }
@@ -218,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&database, &keys).await?;
             let shutdown = shutdown_on_signal();
             start_metrics(&store, &metrics, &shutdown)?;
-            run_worker(store, worker_parts(&worker)?, retention, shutdown).await;
+            run_worker(store, worker_parts(&worker)?, None, retention, shutdown).await;
         }
         Command::Keygen => println!("{}", Vault::generate_key()),
         Command::Secrets {
@@ -237,7 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The document describes routes only; the pool is never used, so nothing connects.
             let store = Store::connect("postgres://localhost/hookd", 1)?;
             let service = api::service(Arc::new(api::ApiState {
-                publisher: Publisher::start(store.clone(), 1),
+                publisher: Publisher::start(store.clone(), 1, None),
                 store,
                 admin_token: String::new(),
                 allow_private_targets: false,
@@ -342,10 +350,25 @@ fn worker_parts(args: &WorkerArgs) -> anyhow::Result<(Sender, hookd_engine::work
     Ok((sender, args.worker_config()))
 }
 
+/// The hand-off between the publisher and the worker of one process (engine/src/handoff.rs),
+/// unless the worker polls: the benchmark's polling worker must wait for its poll.
+fn handoff_for(config: &WorkerConfig) -> (Option<Handoff>, Option<HandoffInbox>) {
+    if config.wake != Wake::Notify {
+        return (None, None);
+    }
+    let (handoff, inbox) = handoff::handoff(
+        &config.worker_id,
+        config.default_timeout,
+        config.lease_margin,
+    );
+    (Some(handoff), Some(inbox))
+}
+
 /// Runs a worker and the retention sweep beside it until `shutdown`.
 async fn run_worker(
     store: Store,
-    (sender, config): (Sender, hookd_engine::worker::WorkerConfig),
+    (sender, config): (Sender, WorkerConfig),
+    handoff: Option<HandoffInbox>,
     retention: RetentionPolicy,
     shutdown: CancellationToken,
 ) {
@@ -355,7 +378,7 @@ async fn run_worker(
         retention,
         shutdown.clone(),
     ));
-    hookd_engine::worker::run(store, sender, config, shutdown).await;
+    hookd_engine::worker::run(store, sender, config, handoff, shutdown).await;
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "retention sweep task failed");
     }
@@ -391,11 +414,11 @@ async fn serve_api(
     allow_private_targets: bool,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
-    demo: Option<Arc<Demo>>,
+    (demo, handoff): (Option<Arc<Demo>>, Option<Handoff>),
 ) -> anyhow::Result<()> {
     let max_body_bytes = args.max_body_bytes;
     let state = Arc::new(api::ApiState {
-        publisher: Publisher::start(store.clone(), PUBLISH_COMMITTERS),
+        publisher: Publisher::start(store.clone(), PUBLISH_COMMITTERS, handoff),
         store,
         admin_token: args.admin_token.clone(),
         allow_private_targets,

@@ -12,7 +12,8 @@
 -- horizon) ahead of now. Concurrent publishes of one app read the same newest key and overlap:
 -- fairness between apps is approximate, and no lock is taken for it.
 -- $1 app id; $2 event ids, $3 event types, $4 whether the event names its endpoints;
--- $5, $6 the explicit (event id, endpoint id) pairs; $7 fair horizon (ms), $8 fair spacing (ms)
+-- $5, $6 the explicit (event id, endpoint id) pairs; $7 fair horizon (ms), $8 fair spacing (ms);
+-- $9 .. $12 leasing at publish (below)
 WITH batch AS (
     SELECT *
     FROM unnest($2::uuid[], $3::text[], $4::bool[]) WITH ORDINALITY
@@ -83,25 +84,78 @@ slotted AS (
           WHERE laned AND due_at IS NOT NULL GROUP BY endpoint_id) x
     WHERE ep.id = x.endpoint_id AND ep.rate_limit_per_s IS NOT NULL
 ),
+-- Leased at publish (engine/src/handoff.rs): when a worker in this process has idle slots ($9
+-- its id, $10 how many), the first deliveries, in batch order, are leased to it here, as the
+-- claim would lease them: not those in a lane (their turn is the lane's to give) nor those of
+-- an endpoint whose circuit is not closed (the claim decides those), and never more than the
+-- slots. The lease runs for the endpoint's timeout ($11 when it has none) plus the margin ($12).
+handed AS (
+    SELECT h.event_id, h.endpoint_id,
+           now() + (coalesce(ep.timeout_ms, $11) + $12) * interval '1 millisecond'
+               AS lease_expires_at
+    FROM (SELECT a.event_id, a.endpoint_id,
+                 row_number() OVER (ORDER BY a.fair_rank) AS rank
+          FROM admitted a
+          WHERE $9::text IS NOT NULL AND NOT a.laned
+            AND NOT EXISTS (SELECT 1 FROM endpoint_circuits c
+                            WHERE c.endpoint_id = a.endpoint_id AND c.state <> 'closed')) h
+    JOIN endpoints ep ON ep.id = h.endpoint_id
+    WHERE h.rank <= $10
+),
 -- Ids are drawn once, here: both tables take the same rows.
 fresh AS MATERIALIZED (
     SELECT hookd_uuid_v7() AS id, a.event_id, a.endpoint_id, a.due_at, a.ordinal,
+           h.lease_expires_at,
            least(f.at + a.fair_rank * $8::float8 * interval '1 millisecond',
                  now() + $7::bigint * interval '1 millisecond') AS fair_key
-    FROM admitted a, fair_start f
+    FROM admitted a
+    CROSS JOIN fair_start f
+    LEFT JOIN handed h ON h.event_id = a.event_id AND h.endpoint_id = a.endpoint_id
 ),
 queued AS (
     INSERT INTO delivery_queue (delivery_id, app_id, endpoint_id, state, attempts, due_at,
-                                fair_key, ordinal)
-    SELECT id, $1, endpoint_id, 'pending', 0, due_at, fair_key, ordinal FROM fresh
+                                lease_owner, fair_key, ordinal)
+    SELECT id, $1, endpoint_id,
+           CASE WHEN lease_expires_at IS NULL THEN 'pending' ELSE 'in_flight' END::delivery_state,
+           CASE WHEN lease_expires_at IS NULL THEN 0 ELSE 1 END,
+           coalesce(lease_expires_at, due_at),
+           CASE WHEN lease_expires_at IS NOT NULL THEN $9::text END, fair_key, ordinal
+    FROM fresh
 ),
 created AS (
-    INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at, ordinal)
-    SELECT id, $1, event_id, endpoint_id, 'pending', 0, due_at, ordinal FROM fresh
-    RETURNING id, event_id, endpoint_id, due_at
+    INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at,
+                            lease_owner, ordinal)
+    SELECT id, $1, event_id, endpoint_id,
+           CASE WHEN lease_expires_at IS NULL THEN 'pending' ELSE 'in_flight' END::delivery_state,
+           CASE WHEN lease_expires_at IS NULL THEN 0 ELSE 1 END,
+           coalesce(lease_expires_at, due_at),
+           CASE WHEN lease_expires_at IS NOT NULL THEN $9::text END, ordinal
+    FROM fresh
+    RETURNING id, event_id, endpoint_id, state, attempts
 ),
+-- A leased delivery's `created` row says it was due now, its `claimed` row follows it; the
+-- doorbell does not ring for created rows that are claimed in the same statement.
 logged AS (
-    INSERT INTO delivery_log (delivery_id, kind, attempt, next_attempt_at)
-    SELECT id, 'created', 0, due_at FROM created ORDER BY id
+    INSERT INTO delivery_log (delivery_id, kind, attempt, worker_id, next_attempt_at,
+                              lease_expires_at)
+    SELECT id, kind, attempt, worker_id, next_attempt_at, lease_expires_at
+    FROM (SELECT id, 'created'::delivery_log_kind AS kind, 0 AS attempt, NULL::text AS worker_id,
+                 due_at AS next_attempt_at, NULL::timestamptz AS lease_expires_at
+          FROM fresh
+          UNION ALL
+          SELECT id, 'claimed', 1, $9::text, NULL, lease_expires_at
+          FROM fresh
+          WHERE lease_expires_at IS NOT NULL) e
+    ORDER BY id, kind
 )
-SELECT id, event_id, endpoint_id FROM created ORDER BY id
+-- Every delivery; a leased one with what it takes to send it (as claim_due.sql returns it).
+SELECT c.id, c.event_id, c.endpoint_id, c.state = 'in_flight' AS leased, c.attempts,
+       0 AS budget_start, ep.url, ep.secret, ep.enabled,
+       CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
+           AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
+       ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload,
+       ev.created_at AS event_created_at, false AS laned
+FROM created c
+LEFT JOIN endpoints ep ON c.state = 'in_flight' AND ep.id = c.endpoint_id
+LEFT JOIN events ev ON c.state = 'in_flight' AND ev.id = c.event_id
+ORDER BY c.id

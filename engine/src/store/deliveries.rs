@@ -183,7 +183,10 @@ pub async fn delivery_claim_due(
     Ok(claim)
 }
 
-fn claimed_from_row(store: &Store, r: &tokio_postgres::Row) -> Result<Claimed, StoreError> {
+pub(crate) fn claimed_from_row(
+    store: &Store,
+    r: &tokio_postgres::Row,
+) -> Result<Claimed, StoreError> {
     let endpoint_id = EndpointId(r.try_get("endpoint_id")?);
     let current: String = r.try_get("secret")?;
     let previous: Option<String> = r.try_get("previous_secret")?;

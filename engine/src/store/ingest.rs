@@ -3,10 +3,12 @@
 //! publish is a batch of one; every step is one statement for the whole batch.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::deliveries::{Claimed, claimed_from_row};
 use super::{Store, StoreError, millis};
 use crate::fairness;
 use crate::ids::{AppId, DeliveryId, EndpointId, EventId};
@@ -159,12 +161,33 @@ async fn endpoints_lock_laned_targets(
 
 const CREATE_DELIVERIES_SQL: &str = include_str!("create_deliveries.sql");
 
-/// Creates the events' deliveries with their `created` log rows (see `create_deliveries.sql`).
+/// Deliveries a publish may lease to a worker in its own process (engine/src/handoff.rs).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseAtPublish<'a> {
+    pub worker_id: &'a str,
+    /// At most this many.
+    pub slots: usize,
+    /// The worker's timeout for endpoints without their own, and its lease margin.
+    pub default_timeout: Duration,
+    pub lease_margin: Duration,
+}
+
+/// The deliveries a publish created, and those of them it leased.
+#[derive(Debug, Default)]
+struct Created {
+    deliveries: Vec<(Uuid, DeliveryId, EndpointId)>,
+    leased: Vec<Claimed>,
+}
+
+/// Creates the events' deliveries with their `created` log rows, leasing some when asked (see
+/// `create_deliveries.sql`).
 async fn deliveries_create_for_events(
+    store: &Store,
     client: &impl GenericClient,
     app_id: AppId,
     batch: &FreshEvents<'_>,
-) -> Result<Vec<(Uuid, DeliveryId, EndpointId)>, StoreError> {
+    lease: Option<LeaseAtPublish<'_>>,
+) -> Result<Created, StoreError> {
     let stmt = client.prepare_cached(CREATE_DELIVERIES_SQL).await?;
     let rows = client
         .query(
@@ -178,18 +201,25 @@ async fn deliveries_create_for_events(
                 &batch.pair_endpoints,
                 &millis(fairness::FAIR_HORIZON),
                 &fairness::FAIR_SPACING_MS,
+                &lease.map(|l| l.worker_id),
+                &lease.map_or(0, |l| i64::try_from(l.slots).unwrap_or(i64::MAX)),
+                &lease.map_or(0, |l| millis(l.default_timeout)),
+                &lease.map_or(0, |l| millis(l.lease_margin)),
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("event_id")?,
-                DeliveryId(r.try_get("id")?),
-                EndpointId(r.try_get("endpoint_id")?),
-            ))
-        })
-        .collect()
+    let mut created = Created::default();
+    for r in &rows {
+        created.deliveries.push((
+            r.try_get("event_id")?,
+            DeliveryId(r.try_get("id")?),
+            EndpointId(r.try_get("endpoint_id")?),
+        ));
+        if r.try_get("leased")? {
+            created.leased.push(claimed_from_row(store, r)?);
+        }
+    }
+    Ok(created)
 }
 
 /// The events of a publish that are new (not replays), as the statements take them.
@@ -235,10 +265,12 @@ impl<'a> FreshEvents<'a> {
 /// the order they arrive; preparing all three first (a cache hit after each connection's first
 /// publish) keeps a first poll from waiting on a prepare, which would let a later one go ahead.
 async fn events_insert_and_fan_out(
+    store: &Store,
     client: &impl GenericClient,
     app_id: AppId,
     batch: &FreshEvents<'_>,
-) -> Result<Vec<(Uuid, DeliveryId, EndpointId)>, StoreError> {
+    lease: Option<LeaseAtPublish<'_>>,
+) -> Result<Created, StoreError> {
     for sql in [
         EVENTS_INSERT_SQL,
         ENDPOINTS_LOCK_LANED_TARGETS_SQL,
@@ -246,12 +278,12 @@ async fn events_insert_and_fan_out(
     ] {
         client.prepare_cached(sql).await?;
     }
-    let ((), _, deliveries) = tokio::try_join!(
+    let ((), _, created) = tokio::try_join!(
         events_insert(client, app_id, batch),
         endpoints_lock_laned_targets(client, app_id, batch),
-        deliveries_create_for_events(client, app_id, batch),
+        deliveries_create_for_events(store, client, app_id, batch, lease),
     )?;
-    Ok(deliveries)
+    Ok(created)
 }
 
 /// The deliveries of earlier events, for replayed idempotency keys.
@@ -283,9 +315,20 @@ pub async fn events_publish(
     app_id: AppId,
     events: &[NewEvent<'_>],
 ) -> Result<PublishOutcome, StoreError> {
+    Ok(events_publish_leasing(store, app_id, events, None).await?.0)
+}
+
+/// Publishes a batch of events like [`events_publish`], leasing up to `lease.slots` of the new
+/// deliveries to the given worker in the same transaction; returns those beside the outcome.
+pub async fn events_publish_leasing(
+    store: &Store,
+    app_id: AppId,
+    events: &[NewEvent<'_>],
+    lease: Option<LeaseAtPublish<'_>>,
+) -> Result<(PublishOutcome, Vec<Claimed>), StoreError> {
     let mut client = store.client().await?;
     if let Some(outcome) = unknown_endpoints(&client, app_id, events).await? {
-        return Ok(outcome);
+        return Ok((outcome, Vec::new()));
     }
     let event_ids: Vec<Uuid> = events.iter().map(|_| EventId::generate().0).collect();
     let tx = client.transaction().await?;
@@ -329,7 +372,7 @@ pub async fn events_publish(
                     .is_some_and(|k| hash.as_slice() == k.request_hash);
                 if !same {
                     tx.rollback().await?;
-                    return Ok(PublishOutcome::KeyConflict { index: i });
+                    return Ok((PublishOutcome::KeyConflict { index: i }, Vec::new()));
                 }
                 original[i] = Some(*event_id);
             }
@@ -341,8 +384,12 @@ pub async fn events_publish(
         .map(|i| (event_ids[i], &events[i]))
         .collect();
     let mut deliveries = Vec::new();
+    let mut leased = Vec::new();
     if !fresh.is_empty() {
-        deliveries = events_insert_and_fan_out(&tx, app_id, &FreshEvents::new(&fresh)).await?;
+        let created =
+            events_insert_and_fan_out(store, &tx, app_id, &FreshEvents::new(&fresh), lease).await?;
+        deliveries = created.deliveries;
+        leased = created.leased;
     }
     let created = deliveries.len();
     let earlier: Vec<Uuid> = original
@@ -375,7 +422,7 @@ pub async fn events_publish(
             }
         })
         .collect();
-    Ok(PublishOutcome::Published(published))
+    Ok((PublishOutcome::Published(published), leased))
 }
 
 /// The first event naming an endpoint the app does not have, if any.

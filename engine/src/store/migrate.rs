@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0011_delivery_queue.sql",
         sql: include_str!("../../../migrations/0011_delivery_queue.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_lease_at_publish.sql",
+        sql: include_str!("../../../migrations/0012_lease_at_publish.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

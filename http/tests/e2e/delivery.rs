@@ -374,3 +374,77 @@ async fn bad_requests_get_problem_details_never_a_500() {
     let (status, ready) = api.call(Method::GET, "/ready", "", None).await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
 }
+
+/// In one `serve` process, a publish leases to its idle worker in the same transaction: the
+/// claim is logged with the creation, and the worker sends it without a claim statement. With
+/// the API and the worker apart, the worker claims it after the NOTIFY, in a later transaction.
+#[tokio::test]
+async fn an_idle_worker_in_the_publishing_process_takes_the_delivery_from_the_publish() {
+    let db = TestDb::create().await;
+    let client = db.client().await;
+    // Whether the delivery's claim was logged in the transaction that created it.
+    let claimed_at_publish = |dlv: String| {
+        let client = &client;
+        async move {
+            let uuid = dlv.strip_prefix("dlv_").unwrap().to_owned();
+            client
+                .query_one(
+                    "SELECT (SELECT at FROM delivery_log
+                             WHERE delivery_id = $1::text::uuid AND kind = 'created')
+                          = (SELECT at FROM delivery_log
+                             WHERE delivery_id = $1::text::uuid AND kind = 'claimed')",
+                    &[&uuid],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+
+    let hookd = Hookd::start(&db, "serve", &[]).await;
+    let api = Client::new(&hookd);
+    let mut receiver = Receiver::ok().await;
+    let key = api.create_app().await;
+    api.create_endpoint(&key, json!({"url": receiver.url}))
+        .await;
+    let mut handed = 0;
+    for n in 0..3 {
+        let accepted = api.publish(&key, "ping", json!({"n": n})).await;
+        let id = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+        receiver.next().await;
+        api.wait_for_state(&key, &id, "succeeded").await;
+        assert_eq!(
+            api.history_kinds(&key, &id).await,
+            ["created", "claimed", "attempt_succeeded"]
+        );
+        if claimed_at_publish(id).await {
+            handed += 1;
+        }
+    }
+    // The first may race the worker's start-up claim; once idle, it takes every one.
+    assert!(handed >= 2, "{handed} of 3 were leased at publish");
+    let (status, metrics) = api.call(Method::GET, "/metrics", ADMIN_TOKEN, None).await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookd_worker_handed_off_total "))
+        .unwrap_or_else(|| panic!("no hand-off counter in {metrics}"))
+        .parse()
+        .unwrap();
+    assert_eq!(counted, f64::from(handed));
+    hookd.terminate().await;
+
+    let api_only = Hookd::start(&db, "api", &[]).await;
+    let worker = Hookd::start(&db, "worker", &[]).await;
+    let api = Client::new(&api_only);
+    let accepted = api.publish(&key, "ping", json!({"n": 3})).await;
+    let id = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    receiver.next().await;
+    api.wait_for_state(&key, &id, "succeeded").await;
+    assert!(!claimed_at_publish(id).await, "a worker elsewhere claims");
+    worker.terminate().await;
+    api_only.terminate().await;
+    let report = db.assert_projection_consistent().await;
+    assert!(report.contains(" 0 differ"), "{report}");
+}

@@ -352,20 +352,23 @@ async fn end_to_end(bench: &Bench) -> anyhow::Result<Value> {
     Ok(json!({ "runs": runs }))
 }
 
-/// Scenario 3: the same low-rate run woken by NOTIFY and forced to poll.
+/// Scenario 3: the same low-rate run woken by NOTIFY and forced to poll, the API and the worker
+/// in separate processes so that the worker learns of new work only by its wake-up; then, for
+/// comparison, one `serve` process, whose publishes lease to its own worker when it is idle.
 async fn wake_up(bench: &Bench) -> anyhow::Result<Value> {
     let run = bench.secs(20, 2);
     let mut runs = Vec::new();
-    for (form, poll) in [
-        ("NOTIFY", None),
-        ("poll every 1 s", Some(1000)),
-        ("poll every 100 ms", Some(100)),
+    for (form, roles, poll) in [
+        ("NOTIFY", &["api", "worker"][..], None),
+        ("poll every 1 s", &["api", "worker"][..], Some(1000)),
+        ("poll every 100 ms", &["api", "worker"][..], Some(100)),
+        ("one process, leased at publish", &["serve"][..], None),
     ] {
         let env: Vec<(&str, String)> = poll
             .map(|ms: u64| ("HOOKD_BENCH_POLL_MS", ms.to_string()))
             .into_iter()
             .collect();
-        let world = World::start(bench, "wake_up", &["serve"], &env).await?;
+        let world = World::start(bench, "wake_up", roles, &env).await?;
         let receiver = world.receiver(fast(), HANG).await?;
         world.endpoint(&receiver, "w", "bench.wake", None).await?;
         let sampler = world.sampler().await?;

@@ -146,9 +146,17 @@ impl Drop for Reservation {
 }
 
 impl HandoffInbox {
-    /// Offers `free` slots to publishers (0 withdraws the offer).
+    /// Offers publishers the slots that are free apart from those they already hold: `free`
+    /// counts the worker's own sends only. One lock, so that a reservation cannot slip in
+    /// between reading what is held and offering the rest.
     pub fn offer(&self, free: usize) {
-        self.shared.slots().offered = free;
+        let mut slots = self.shared.slots();
+        slots.offered = free.saturating_sub(slots.reserved);
+    }
+
+    /// Withdraws the offer: publishes lease nothing more until the next offer.
+    pub fn withdraw(&self) {
+        self.shared.slots().offered = 0;
     }
 
     /// Slots publishers hold: busy, as far as the worker's own claims are concerned.
@@ -168,7 +176,7 @@ impl HandoffInbox {
     /// Stops taking deliveries: the offer is withdrawn, and what was already handed over is
     /// returned, for the worker to release.
     pub fn close(&mut self) -> Vec<Claimed> {
-        self.offer(0);
+        self.withdraw();
         self.deliveries.close();
         let mut left = Vec::new();
         while let Ok(batch) = self.deliveries.try_recv() {
@@ -196,6 +204,12 @@ mod tests {
         assert_eq!(held.as_ref().map(Reservation::slots), Some(1));
         assert_eq!(inbox.reserved(), 1);
         assert!(handoff.reserve(1).is_none(), "the offer is used up");
+        inbox.offer(4);
+        assert_eq!(
+            handoff.reserve(9).map(|r| r.slots()),
+            Some(3),
+            "what publishers hold is not offered again"
+        );
         held.into_iter().for_each(|r| r.deliver(Vec::new()));
         assert_eq!(inbox.reserved(), 0);
     }

@@ -143,7 +143,7 @@ async fn commit_group(
         .flat_map(|r| r.events.iter().map(EventToPublish::as_new_event))
         .collect();
     // Most events go to one endpoint: a slot per event; more deliveries than that are queued.
-    let reservation = handoff.and_then(|h| h.reserve(events.len()));
+    let mut reservation = handoff.and_then(|h| h.reserve(events.len()));
     let lease = reservation.as_ref().map(|r| {
         let (default_timeout, lease_margin) = r.lease_terms();
         LeaseAtPublish {
@@ -156,7 +156,7 @@ async fn commit_group(
     if group.len() > 1 || lease.is_some() {
         match ingest::events_publish_leasing(store, app_id, &events, lease).await {
             Ok((PublishOutcome::Published(mut published), leased)) => {
-                if let Some(reservation) = reservation {
+                if let Some(reservation) = reservation.take() {
                     reservation.deliver(leased);
                 }
                 for request in group {
@@ -194,6 +194,8 @@ async fn commit_group(
             Ok(_) | Err(_) => {}
         }
     }
+    // Publishing one by one leases nothing: the slots go back.
+    drop(reservation);
     for request in group {
         let outcome = publish_alone(store, app_id, &request.events).await;
         let _ = request.reply.send(outcome);

@@ -76,6 +76,10 @@ const CONTENDED_RETRY: Duration = Duration::from_millis(20);
 /// Longest a free slot waits for others to free up before a busy worker claims for it alone.
 const REFILL_WAIT: Duration = Duration::from_millis(2);
 
+/// How long shutdown waits for publishes that reserved slots before the offer was withdrawn:
+/// a publish transaction's time, with room for a slow commit.
+const HANDOFF_SETTLE: Duration = Duration::from_secs(2);
+
 /// Wait after a database error before trying again.
 const DATABASE_RETRY: Duration = Duration::from_millis(500);
 
@@ -151,7 +155,7 @@ pub async fn run(
         // Slots offered to publishers are withdrawn before a claim: a publish reserving them
         // while the claim runs would take slots the claim counted as free.
         if let (true, Some(inbox)) = (maybe_due, &handoff) {
-            inbox.offer(0);
+            inbox.withdraw();
         }
         let reserved = handoff.as_ref().map_or(0, HandoffInbox::reserved);
         let free = config
@@ -215,14 +219,15 @@ pub async fn run(
                     )
                     .is_empty()
             };
-            let idle = if maybe_due || hanging() {
-                0
+            if maybe_due || hanging() {
+                inbox.withdraw();
             } else {
-                config.concurrency.saturating_sub(
-                    sends.len() + unrecorded.load(Ordering::Acquire) + inbox.reserved(),
-                )
-            };
-            inbox.offer(idle);
+                inbox.offer(
+                    config
+                        .concurrency
+                        .saturating_sub(sends.len() + unrecorded.load(Ordering::Acquire)),
+                );
+            }
         }
         // Notify and scan wake-ups are counted by the listener, which knows which it rang.
         tokio::select! {
@@ -247,7 +252,21 @@ pub async fn run(
             }
         }
     }
-    // What publishes handed over but the loop did not start is released below with the rest.
+    // Publishes still committing leases reserved before the offer was withdrawn: their
+    // deliveries are sent in stage two like the rest, if they arrive in time. What arrives later
+    // is released below with the unfinished sends.
+    if let Some(inbox) = handoff.as_mut() {
+        inbox.withdraw();
+        let waited = Instant::now();
+        while inbox.reserved() > 0 && waited.elapsed() < HANDOFF_SETTLE {
+            if let Ok(Some(handed)) = tokio::time::timeout(REFILL_WAIT, inbox.recv()).await {
+                metrics::handed_off(handed.len());
+                for delivery in handed {
+                    start_send(&mut sends, &mut leases, &context, delivery);
+                }
+            }
+        }
+    }
     let mut not_started: Vec<(DeliveryId, i32)> = handoff
         .as_mut()
         .map(HandoffInbox::close)

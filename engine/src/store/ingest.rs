@@ -261,8 +261,8 @@ impl<'a> FreshEvents<'a> {
 /// Inserts new events and fans them out: the events, the lock on their laned endpoints, then
 /// their deliveries, in that order. The three statements go out together (pipelined), one round
 /// trip instead of three, which is most of a publish transaction's time under load. A statement
-/// is sent when its future is first polled, in the join's order, and PostgreSQL runs them in
-/// the order they arrive; preparing all three first (a cache hit after each connection's first
+/// is sent when its future is first polled, the join polls them in its order (`biased`), and
+/// PostgreSQL runs them in the order they arrive; preparing all three first (a cache hit after each connection's first
 /// publish) keeps a first poll from waiting on a prepare, which would let a later one go ahead.
 async fn events_insert_and_fan_out(
     store: &Store,
@@ -278,12 +278,17 @@ async fn events_insert_and_fan_out(
     ] {
         client.prepare_cached(sql).await?;
     }
-    let ((), _, created) = tokio::try_join!(
+    // All three answer before any error is looked at, in statement order: after the first
+    // failure the others fail only because the transaction is aborted.
+    let (inserted, locked, created) = tokio::join!(
+        biased;
         events_insert(client, app_id, batch),
         endpoints_lock_laned_targets(client, app_id, batch),
         deliveries_create_for_events(store, client, app_id, batch, lease),
-    )?;
-    Ok(created)
+    );
+    inserted?;
+    locked?;
+    created
 }
 
 /// The deliveries of earlier events, for replayed idempotency keys.

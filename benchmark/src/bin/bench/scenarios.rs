@@ -478,7 +478,8 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
         let leased = first_column(
             client
                 .simple_query(
-                    "SELECT id::text || ',' || attempts FROM deliveries WHERE lease_owner = 'explain'",
+                    "SELECT delivery_id::text || ',' || attempts FROM delivery_queue \
+                     WHERE lease_owner = 'explain'",
                 )
                 .await?,
         );

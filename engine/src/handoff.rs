@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::store::deliveries::Claimed;
+use crate::store::ingest::LeaseAtPublish;
 
 /// The publisher's side: reserves the worker's offered slots and hands leased deliveries over.
 #[derive(Debug, Clone)]
@@ -111,14 +112,14 @@ impl Reservation {
         self.slots
     }
 
-    /// The worker the deliveries are leased to.
-    pub fn worker_id(&self) -> &str {
-        &self.shared.worker_id
-    }
-
-    /// The worker's timeout for endpoints without their own, and its lease margin.
-    pub fn lease_terms(&self) -> (Duration, Duration) {
-        (self.shared.default_timeout, self.shared.lease_margin)
+    /// What the publish transaction may lease, to whom, and for how long.
+    pub fn lease(&self) -> LeaseAtPublish<'_> {
+        LeaseAtPublish {
+            worker_id: &self.shared.worker_id,
+            slots: self.slots,
+            default_timeout: self.shared.default_timeout,
+            lease_margin: self.shared.lease_margin,
+        }
     }
 
     /// Hands the deliveries the committed transaction leased to the worker; the slots they do

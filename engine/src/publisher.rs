@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::handoff::Handoff;
+use crate::handoff::{Handoff, Reservation};
 use crate::ids::{AppId, EndpointId};
-use crate::store::ingest::{self, IdempotencyKey, LeaseAtPublish, NewEvent, PublishOutcome};
+use crate::store::ingest::{self, IdempotencyKey, NewEvent, PublishOutcome};
 use crate::store::{Store, StoreError};
 
 /// Events one shared transaction takes at most, unless a single request brings more.
@@ -144,15 +144,7 @@ async fn commit_group(
         .collect();
     // Most events go to one endpoint: a slot per event; more deliveries than that are queued.
     let mut reservation = handoff.and_then(|h| h.reserve(events.len()));
-    let lease = reservation.as_ref().map(|r| {
-        let (default_timeout, lease_margin) = r.lease_terms();
-        LeaseAtPublish {
-            worker_id: r.worker_id(),
-            slots: r.slots(),
-            default_timeout,
-            lease_margin,
-        }
-    });
+    let lease = reservation.as_ref().map(Reservation::lease);
     if group.len() > 1 || lease.is_some() {
         match ingest::events_publish_leasing(store, app_id, &events, lease).await {
             Ok((PublishOutcome::Published(mut published), leased)) => {

@@ -245,10 +245,7 @@ pub async fn run(
             () = sleep_or_forever(refill_at) => {}
             () = &mut outcomes_committed => {}
             Some(handed) = recv_handoff(&mut handoff) => {
-                metrics::handed_off(handed.len());
-                for delivery in handed {
-                    start_send(&mut sends, &mut leases, &context, delivery);
-                }
+                start_handed(&mut sends, &mut leases, &context, handed);
             }
         }
     }
@@ -260,10 +257,7 @@ pub async fn run(
         let waited = Instant::now();
         while inbox.reserved() > 0 && waited.elapsed() < HANDOFF_SETTLE {
             if let Ok(Some(handed)) = tokio::time::timeout(REFILL_WAIT, inbox.recv()).await {
-                metrics::handed_off(handed.len());
-                for delivery in handed {
-                    start_send(&mut sends, &mut leases, &context, delivery);
-                }
+                start_handed(&mut sends, &mut leases, &context, handed);
             }
         }
     }
@@ -337,6 +331,19 @@ fn start_send(
     };
     let handle = sends.spawn(attempt(context.clone(), delivery));
     leases.insert(handle.id(), lease);
+}
+
+/// Starts sending what a publish leased to this worker.
+fn start_handed(
+    sends: &mut JoinSet<()>,
+    leases: &mut HashMap<tokio::task::Id, Lease>,
+    context: &Arc<AttemptContext>,
+    handed: Vec<Claimed>,
+) {
+    metrics::handed_off(handed.len());
+    for delivery in handed {
+        start_send(sends, leases, context, delivery);
+    }
 }
 
 /// The next batch handed over at publish; never, without a hand-off.

@@ -112,25 +112,27 @@ fresh AS MATERIALIZED (
     CROSS JOIN fair_start f
     LEFT JOIN handed h ON h.event_id = a.event_id AND h.endpoint_id = a.endpoint_id
 ),
+-- What both tables hold of each: pending and due (or parked), or leased.
+fresh_state AS (
+    SELECT id, event_id, endpoint_id, ordinal, fair_key,
+           CASE WHEN lease_expires_at IS NULL THEN 'pending' ELSE 'in_flight' END::delivery_state
+               AS state,
+           CASE WHEN lease_expires_at IS NULL THEN 0 ELSE 1 END AS attempts,
+           coalesce(lease_expires_at, due_at) AS due_at,
+           CASE WHEN lease_expires_at IS NOT NULL THEN $9::text END AS lease_owner
+    FROM fresh
+),
 queued AS (
     INSERT INTO delivery_queue (delivery_id, app_id, endpoint_id, state, attempts, due_at,
                                 lease_owner, fair_key, ordinal)
-    SELECT id, $1, endpoint_id,
-           CASE WHEN lease_expires_at IS NULL THEN 'pending' ELSE 'in_flight' END::delivery_state,
-           CASE WHEN lease_expires_at IS NULL THEN 0 ELSE 1 END,
-           coalesce(lease_expires_at, due_at),
-           CASE WHEN lease_expires_at IS NOT NULL THEN $9::text END, fair_key, ordinal
-    FROM fresh
+    SELECT id, $1, endpoint_id, state, attempts, due_at, lease_owner, fair_key, ordinal
+    FROM fresh_state
 ),
 created AS (
     INSERT INTO deliveries (id, app_id, event_id, endpoint_id, state, attempts, due_at,
                             lease_owner, ordinal)
-    SELECT id, $1, event_id, endpoint_id,
-           CASE WHEN lease_expires_at IS NULL THEN 'pending' ELSE 'in_flight' END::delivery_state,
-           CASE WHEN lease_expires_at IS NULL THEN 0 ELSE 1 END,
-           coalesce(lease_expires_at, due_at),
-           CASE WHEN lease_expires_at IS NOT NULL THEN $9::text END, ordinal
-    FROM fresh
+    SELECT id, $1, event_id, endpoint_id, state, attempts, due_at, lease_owner, ordinal
+    FROM fresh_state
     RETURNING id, event_id, endpoint_id, state, attempts
 ),
 -- A leased delivery's `created` row says it was due now, its `claimed` row follows it; the

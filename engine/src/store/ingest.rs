@@ -262,8 +262,9 @@ impl<'a> FreshEvents<'a> {
 /// their deliveries, in that order. The three statements go out together (pipelined), one round
 /// trip instead of three, which is most of a publish transaction's time under load. A statement
 /// is sent when its future is first polled, the join polls them in its order (`biased`), and
-/// PostgreSQL runs them in the order they arrive; preparing all three first (a cache hit after each connection's first
-/// publish) keeps a first poll from waiting on a prepare, which would let a later one go ahead.
+/// PostgreSQL runs them in the order they arrive; preparing all three first (a cache hit after
+/// each connection's first publish) keeps a first poll from waiting on a prepare, which would
+/// let a later one go ahead.
 async fn events_insert_and_fan_out(
     store: &Store,
     client: &impl GenericClient,

@@ -10,7 +10,7 @@ use crate::delivery::{DeliveryState, LogEntry};
 use crate::ids::DeliveryId;
 use crate::projection::{self, Projected};
 
-/// A delivery whose projection is not what its log folds to.
+/// A delivery whose projection is not what its log folds to, or whose queue row disagrees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mismatch {
     pub delivery_id: DeliveryId,
@@ -85,11 +85,11 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
     let rows = client.query_raw(&stmt, std::iter::empty::<i32>()).await?;
     pin_mut!(rows);
     let mut report = CheckReport::default();
-    let mut current: Option<(DeliveryId, Projected, Vec<LogEntry>)> = None;
+    let mut current: Option<Delivery> = None;
     while let Some(row) = rows.next().await {
         let row = row?;
         let id = DeliveryId(row.try_get("id")?);
-        if current.as_ref().is_none_or(|(cur, _, _)| *cur != id) {
+        if current.as_ref().is_none_or(|cur| cur.id != id) {
             if let Some(done) = current.take() {
                 compare(done, &mut report);
             }
@@ -102,18 +102,18 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
                 last_http_status: row.try_get("last_http_status")?,
                 last_error: row.try_get("last_error")?,
             };
-            if let Some(problem) = queue_disagreement(&row, &stored)? {
-                report.mismatches.push(Mismatch {
-                    delivery_id: id,
-                    problem,
-                });
-            }
-            current = Some((id, stored, Vec::new()));
+            let queue_problem = queue_disagreement(&row, &stored)?;
+            current = Some(Delivery {
+                id,
+                stored,
+                log: Vec::new(),
+                queue_problem,
+            });
         }
         if row.try_get::<_, Option<i64>>("seq")?.is_some()
-            && let Some((_, _, log)) = current.as_mut()
+            && let Some(delivery) = current.as_mut()
         {
-            log.push(log_entry(&row)?);
+            delivery.log.push(log_entry(&row)?);
         }
     }
     if let Some(done) = current.take() {
@@ -169,17 +169,31 @@ fn queue_disagreement(
     Ok((!diffs.is_empty()).then(|| format!("queue row has {}", diffs.join(", "))))
 }
 
-fn compare((id, stored, log): (DeliveryId, Projected, Vec<LogEntry>), report: &mut CheckReport) {
+/// One delivery as the check reads it: its projected row, its log, and how its queue row
+/// disagrees with the projected row, if it does.
+struct Delivery {
+    id: DeliveryId,
+    stored: Projected,
+    log: Vec<LogEntry>,
+    queue_problem: Option<String>,
+}
+
+/// Records at most one mismatch per delivery, naming everything that differs.
+fn compare(delivery: Delivery, report: &mut CheckReport) {
     report.deliveries_checked += 1;
-    let problem = match projection::fold(&log) {
+    let log_problem = match projection::fold(&delivery.log) {
         Err(e) => Some(format!("its log is invalid: {e}")),
-        Ok(folded) if folded != stored => Some(describe(&folded, &stored)),
+        Ok(folded) if folded != delivery.stored => Some(describe(&folded, &delivery.stored)),
         Ok(_) => None,
     };
-    if let Some(problem) = problem {
+    let problems: Vec<String> = log_problem
+        .into_iter()
+        .chain(delivery.queue_problem)
+        .collect();
+    if !problems.is_empty() {
         report.mismatches.push(Mismatch {
-            delivery_id: id,
-            problem,
+            delivery_id: delivery.id,
+            problem: problems.join("; "),
         });
     }
 }

@@ -35,29 +35,23 @@ impl CheckReport {
     }
 }
 
-/// Counts log rows without a delivery. The log has no foreign key (it would lock the delivery's
-/// row on every append); the database's delete guards keep this at zero, and this counts it.
-async fn delivery_log_orphans_count(client: &impl GenericClient) -> Result<u64, StoreError> {
+/// Counts log rows and queue rows without a delivery, in one snapshot. Neither table has a
+/// foreign key to `deliveries` (it would lock the delivery's row on every append or insert); the
+/// database's delete guards and retention keep both at zero, and this counts them.
+async fn orphan_rows_count(client: &impl GenericClient) -> Result<(u64, u64), StoreError> {
     let stmt = client
         .prepare_cached(
-            "SELECT count(*) FROM delivery_log l
-             WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = l.delivery_id)",
+            "SELECT (SELECT count(*) FROM delivery_log l
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = l.delivery_id)),
+                    (SELECT count(*) FROM delivery_queue q
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id))",
         )
         .await?;
-    let n: i64 = client.query_one(&stmt, &[]).await?.try_get(0)?;
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// Counts queue rows without a delivery (the queue table has no foreign key either).
-async fn delivery_queue_orphans_count(client: &impl GenericClient) -> Result<u64, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT count(*) FROM delivery_queue q
-             WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id)",
-        )
-        .await?;
-    let n: i64 = client.query_one(&stmt, &[]).await?.try_get(0)?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    let row = client.query_one(&stmt, &[]).await?;
+    let count = |i: usize| -> Result<u64, StoreError> {
+        Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
+    };
+    Ok((count(0)?, count(1)?))
 }
 
 /// Streams every delivery's projected columns beside its log rows, in one snapshot (one
@@ -119,8 +113,7 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
     if let Some(done) = current.take() {
         compare(done, &mut report);
     }
-    report.orphan_log_rows = delivery_log_orphans_count(&client).await?;
-    report.orphan_queue_rows = delivery_queue_orphans_count(&client).await?;
+    (report.orphan_log_rows, report.orphan_queue_rows) = orphan_rows_count(&client).await?;
     Ok(report)
 }
 

@@ -288,6 +288,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.orphan_queue_rows
                 );
             }
+            if report.orphan_deliveries > 0 {
+                println!(
+                    "{} deliveries name an event, endpoint or app that is gone",
+                    report.orphan_deliveries
+                );
+            }
             if !report.is_clean() {
                 return Ok(ExitCode::from(1));
             }

@@ -26,32 +26,42 @@ pub struct CheckReport {
     pub orphan_log_rows: u64,
     /// Queue rows whose delivery is gone.
     pub orphan_queue_rows: u64,
+    /// Deliveries whose event, endpoint or app is gone.
+    pub orphan_deliveries: u64,
 }
 
 impl CheckReport {
     /// Whether the projection and the log agree.
     pub fn is_clean(&self) -> bool {
-        self.mismatches.is_empty() && self.orphan_log_rows == 0 && self.orphan_queue_rows == 0
+        self.mismatches.is_empty()
+            && self.orphan_log_rows == 0
+            && self.orphan_queue_rows == 0
+            && self.orphan_deliveries == 0
     }
 }
 
-/// Counts log rows and queue rows without a delivery, in one snapshot. Neither table has a
-/// foreign key to `deliveries` (it would lock the delivery's row on every append or insert); the
-/// database's delete guards and retention keep both at zero, and this counts them.
-async fn orphan_rows_count(client: &impl GenericClient) -> Result<(u64, u64), StoreError> {
+/// Counts, in one snapshot, log rows and queue rows without a delivery, and deliveries without
+/// their event, endpoint or app. No foreign key keeps these (each would look up and lock the
+/// named row on every append or insert); the database's delete guards and retention keep all
+/// three at zero, and this counts them.
+async fn orphan_rows_count(client: &impl GenericClient) -> Result<(u64, u64, u64), StoreError> {
     let stmt = client
         .prepare_cached(
             "SELECT (SELECT count(*) FROM delivery_log l
                      WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = l.delivery_id)),
                     (SELECT count(*) FROM delivery_queue q
-                     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id))",
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id)),
+                    (SELECT count(*) FROM deliveries d
+                     WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
+                        OR NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id)
+                        OR NOT EXISTS (SELECT 1 FROM apps a WHERE a.id = d.app_id))",
         )
         .await?;
     let row = client.query_one(&stmt, &[]).await?;
     let count = |i: usize| -> Result<u64, StoreError> {
         Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
     };
-    Ok((count(0)?, count(1)?))
+    Ok((count(0)?, count(1)?, count(2)?))
 }
 
 /// Streams every delivery's projected columns beside its log rows, in one snapshot (one
@@ -113,7 +123,11 @@ pub async fn projection_check(store: &Store) -> Result<CheckReport, StoreError> 
     if let Some(done) = current.take() {
         compare(done, &mut report);
     }
-    (report.orphan_log_rows, report.orphan_queue_rows) = orphan_rows_count(&client).await?;
+    (
+        report.orphan_log_rows,
+        report.orphan_queue_rows,
+        report.orphan_deliveries,
+    ) = orphan_rows_count(&client).await?;
     Ok(report)
 }
 

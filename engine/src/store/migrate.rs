@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_lease_at_publish.sql",
         sql: include_str!("../../../migrations/0012_lease_at_publish.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_lighter_inserts.sql",
+        sql: include_str!("../../../migrations/0013_lighter_inserts.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -188,4 +188,19 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
         report.contains("1 log rows belong to no delivery"),
         "{report}"
     );
+
+    // Nor has a delivery a foreign key to its event (0013): one without is caught too.
+    client
+        .batch_execute(&format!(
+            "UPDATE deliveries SET event_id = gen_random_uuid() WHERE id = '{delivered}'"
+        ))
+        .await
+        .unwrap();
+    let output = db.hookd_command(&["projection", "check"]).await;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("1 deliveries name an event, endpoint or app that is gone"),
+        "{report}"
+    );
 }

@@ -31,7 +31,7 @@ use crate::sender::{Sender, Webhook};
 use crate::signing;
 use crate::store::Store;
 use crate::store::deliveries::{
-    self, AttemptRecord, ClaimBatch, Claimed, FollowUp, Outcome, delivery_claim_due,
+    self, AttemptRecord, ClaimBatch, Claimed, FollowUp, Outcome, ScanFloor, delivery_claim_due,
     delivery_next_due_in,
 };
 
@@ -79,6 +79,11 @@ const REFILL_WAIT: Duration = Duration::from_millis(2);
 /// How long shutdown waits for publishes that reserved slots before the offer was withdrawn:
 /// a publish transaction's time, with room for a slow commit.
 const HANDOFF_SETTLE: Duration = Duration::from_secs(2);
+
+/// How often a worker whose claims scan from a floor (see [`ClaimFloor`]) scans from the head
+/// of the queue's indexes all the same, for deliveries stranded below the floor. Under a long
+/// snapshot such a scan visits every version left since the snapshot began, so it stays rare.
+const HEAD_SCAN_EVERY: Duration = Duration::from_secs(5);
 
 /// Wait after a database error before trying again.
 const DATABASE_RETRY: Duration = Duration::from_millis(500);
@@ -142,6 +147,7 @@ pub async fn run(
     // free, or until the first free slot has waited REFILL_WAIT.
     let refill = (config.concurrency / 4).clamp(1, config.claim_batch.max(1));
     let mut slot_free_since: Option<Instant> = None;
+    let mut floor = ClaimFloor::default();
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
@@ -174,20 +180,24 @@ pub async fn run(
                     leases.values().map(|l| (l.endpoint, l.started)),
                     Instant::now(),
                 );
-                match claim(&store, &config, want, &quotas).await {
+                let scan = floor.take(claim_started, !quotas.is_empty());
+                match claim(&store, &config, want, &quotas, scan).await {
                     Ok(claim) => {
-                        let taken = claim.taken();
+                        // A probe of an open circuit comes on top of the batch.
+                        let full = claim.taken() >= want;
+                        floor.claimed(&claim, full, !quotas.is_empty());
                         let leased = claim.leased.len();
                         for delivery in claim.leased {
                             start_send(&mut sends, &mut leases, &context, delivery);
                         }
                         metrics::claimed(leased, sends.len(), claim_started.elapsed());
                         // Parked deliveries filled the batch too: more may be due.
-                        if taken == want {
+                        if full {
                             continue;
                         }
                         maybe_due = false;
-                        due_at = match delivery_next_due_in(&store).await {
+                        due_at = match delivery_next_due_in(&store, floor.after_short_claim()).await
+                        {
                             Ok(due) => due.map(|due| Instant::now() + due.max(CONTENDED_RETRY)),
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot read the next due time");
@@ -197,11 +207,17 @@ pub async fn run(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "claim failed");
+                        floor.forget();
                         maybe_due = false;
                         due_at = Some(Instant::now() + DATABASE_RETRY);
                     }
                 }
             }
+        }
+        // (While work may be due the worker claims at its next chance anyway, and a timer in the
+        // past would spin it while no slot is free.)
+        if let (false, Some(head_scan)) = (maybe_due, floor.head_scan_due()) {
+            due_at = Some(due_at.map_or(head_scan, |due| due.min(head_scan)));
         }
         if let Wake::Poll(every) = config.wake {
             let poll_at = Instant::now() + every;
@@ -359,6 +375,7 @@ async fn claim(
     config: &WorkerConfig,
     want: usize,
     quotas: &[(EndpointId, usize)],
+    floor: ScanFloor,
 ) -> Result<ClaimBatch, crate::store::StoreError> {
     delivery_claim_due(
         store,
@@ -367,8 +384,95 @@ async fn claim(
         config.default_timeout,
         config.lease_margin,
         quotas,
+        floor,
     )
     .await
+}
+
+/// Where this worker's next claim starts scanning the queue (`claim_due.sql` says why a floor
+/// matters and why it is safe): where its last claim left off; from the head of the indexes
+/// when that claim left nothing to build on, when fairness quotas apply, and at least every
+/// [`HEAD_SCAN_EVERY`] while claims have a floor.
+#[derive(Debug, Default)]
+struct ClaimFloor {
+    /// Where the last claim left off; `None` when it left nothing to build on (the start, an
+    /// error, a lease that ran out, quotas that left due deliveries behind).
+    last: Option<ScanFloor>,
+    /// When the last scan from the head began.
+    head_scanned: Option<Instant>,
+    /// A claim with a floor ran since then.
+    floored_since_head: bool,
+    /// The last claim scanned from the head.
+    last_from_head: bool,
+}
+
+impl ClaimFloor {
+    /// The floor of a claim beginning now, without quotas.
+    fn peek(&self) -> ScanFloor {
+        match (self.last, self.head_scanned) {
+            (Some(floor), Some(head)) if head.elapsed() < HEAD_SCAN_EVERY => floor,
+            _ => ScanFloor::Head,
+        }
+    }
+
+    /// The floor of a claim beginning at `now`, noted as used. The quota filter applies to
+    /// the scan from the head only.
+    fn take(&mut self, now: Instant, with_quotas: bool) -> ScanFloor {
+        let floor = if with_quotas {
+            ScanFloor::Head
+        } else {
+            self.peek()
+        };
+        self.last_from_head = floor == ScanFloor::Head;
+        if self.last_from_head {
+            self.head_scanned = Some(now);
+            self.floored_since_head = false;
+        } else {
+            self.floored_since_head = true;
+        }
+        floor
+    }
+
+    /// What a claim leaves for the next one: a full batch, the position it reached; a short
+    /// one, only the time it began (everything due above its floor it took).
+    fn claimed(&mut self, batch: &ClaimBatch, full: bool, had_quotas: bool) {
+        self.last = match (
+            batch.began,
+            batch.took_lapsed || had_quotas,
+            full,
+            batch.reached,
+        ) {
+            (None, _, _, _) | (Some(_), true, _, _) | (Some(_), false, true, None) => None,
+            (Some(began), false, true, Some(reached)) => Some(ScanFloor::After {
+                began,
+                reached: Some(reached),
+            }),
+            (Some(began), false, false, _) => Some(ScanFloor::After {
+                began,
+                reached: None,
+            }),
+        };
+    }
+
+    /// The floor for asking when the next delivery falls due, after a claim came back short:
+    /// none if that claim scanned from the head (a delivery another claim held may be back).
+    fn after_short_claim(&self) -> ScanFloor {
+        match (self.last_from_head, self.last) {
+            (false, Some(floor)) => floor,
+            _ => ScanFloor::Head,
+        }
+    }
+
+    fn forget(&mut self) {
+        self.last = None;
+    }
+
+    /// When a scan from the head is owed, once claims have run with a floor.
+    fn head_scan_due(&self) -> Option<Instant> {
+        self.head_scanned
+            .filter(|_| self.floored_since_head)
+            .map(|at| at + HEAD_SCAN_EVERY)
+    }
 }
 
 /// A send that finished (or was aborted) no longer holds a lease this worker must release,
@@ -713,5 +817,62 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["data"]["a"][0], true);
+    }
+    #[test]
+    fn the_claim_floor_follows_claims_and_falls_back_to_the_head() {
+        let mut floor = ClaimFloor::default();
+        let start = Instant::now();
+        assert_eq!(floor.take(start, false), ScanFloor::Head, "the first claim");
+        assert_eq!(floor.head_scan_due(), None);
+
+        let began = chrono::Utc::now();
+        let reached = began + chrono::TimeDelta::seconds(300);
+        let batch = |took_lapsed| ClaimBatch {
+            reached: Some(reached),
+            began: Some(began),
+            took_lapsed,
+            ..ClaimBatch::default()
+        };
+        let full = batch(false);
+        floor.claimed(&full, true, false);
+        assert_eq!(
+            floor.take(Instant::now(), false),
+            ScanFloor::After {
+                began,
+                reached: Some(reached)
+            }
+        );
+        assert_eq!(floor.head_scan_due(), Some(start + HEAD_SCAN_EVERY));
+
+        // A short claim took everything due above its floor: only its time is left.
+        floor.claimed(&full, false, false);
+        let short = ScanFloor::After {
+            began,
+            reached: None,
+        };
+        assert_eq!(floor.peek(), short);
+        assert_eq!(floor.after_short_claim(), short);
+
+        // What can leave due deliveries behind below the position sends the next claim to the
+        // head: a lease that ran out, quotas, an error.
+        floor.claimed(&batch(true), true, false);
+        assert_eq!(floor.peek(), ScanFloor::Head);
+        floor.claimed(&full, true, true);
+        assert_eq!(floor.peek(), ScanFloor::Head, "quotas");
+        floor.claimed(&full, true, false);
+        assert_eq!(floor.take(Instant::now(), true), ScanFloor::Head, "quotas");
+        assert_eq!(
+            floor.after_short_claim(),
+            ScanFloor::Head,
+            "after a claim from the head, the next due time is read from the head too"
+        );
+        floor.claimed(&full, true, false);
+        floor.forget();
+        assert_eq!(floor.peek(), ScanFloor::Head, "after an error");
+
+        // However claims go, the head is scanned again once HEAD_SCAN_EVERY has passed.
+        floor.claimed(&full, true, false);
+        floor.head_scanned = Instant::now().checked_sub(HEAD_SCAN_EVERY);
+        assert_eq!(floor.take(Instant::now(), false), ScanFloor::Head);
     }
 }

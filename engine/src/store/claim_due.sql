@@ -15,29 +15,56 @@
 -- their deliveries.
 -- $1 worker id, $2 batch size, $3 default delivery timeout (ms), $4 lease margin (ms),
 -- $5, $6 hanging endpoints and how many more deliveries of each this claim may take,
--- $7 the fair horizon (ms)
+-- $7 the fair horizon (ms), $8 and $9 where this claim's scans start (the floor, below)
 -- Fairness: an endpoint whose requests hang gets no more of this worker's slots than its quota
 -- ($5 endpoints, $6 how many more each may take; see fairness.rs), so it cannot starve the
 -- others before its circuit opens: of its due deliveries, only the first `quota` may be taken.
 -- Without hanging endpoints (the usual case) workers run this statement without the quota
 -- filter (the lines between its markers), whose plan PostgreSQL can cache (deliveries.rs).
+-- The floor: the queue's indexes keep an entry for every version a claim or an outcome left
+-- behind until vacuum removes it, and while any snapshot older than those versions is open (a
+-- long report, a replica's query) it cannot; a scan from the head of the fair index would visit
+-- each one, on every claim. So a worker scans from where its last claim left off (worker.rs,
+-- ClaimFloor): $9 is when that claim began (its now()), $8 the furthest fair position it took
+-- if it was full (NULL if it was short). Everything due at $9 with a position below $8, that
+-- claim took or another claim held; a pending delivery that became due since has a due time no
+-- earlier than the start of the transaction that made it due, and a second covers that
+-- transaction's length. So the pending deliveries are the union of two scans: positions from $8
+-- on (the fair index), and positions below $8 with a due time from a second before $9 on (the
+-- pending-due index, whose second column is the position: what lies above $8 is passed over
+-- inside the index). Expired leases are those from a moment before $9 on: an earlier one was
+-- due then and taken. $9 NULL scans from the head (the first claim, and every few seconds for
+-- what the floor could miss: a claim that failed mid-way, a transaction open longer than the
+-- second); claims with fairness quotas always do, so that only the first scan applies quotas.
 WITH quotas AS (
     SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS t(endpoint_id, quota)
 ),
+bounds AS MATERIALIZED (
+    SELECT CASE WHEN $9::timestamptz IS NULL THEN '-infinity'::timestamptz
+                ELSE coalesce($8::timestamptz, 'infinity'::timestamptz) END AS position_from,
+           coalesce($9::timestamptz - interval '1 second', 'infinity'::timestamptz)
+               AS became_due_from,
+           coalesce($9::timestamptz - interval '100 milliseconds', '-infinity'::timestamptz)
+               AS lapsed_from
+),
 -- Leases that ran out are taken whatever the quotas: they are rare (a worker died).
 lapsed AS (
-    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at
+    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
+           NULL::timestamptz AS position
     FROM delivery_queue q
     WHERE q.state = 'in_flight' AND q.due_at <= now()
+      AND q.due_at >= (SELECT lapsed_from FROM bounds)
     ORDER BY q.due_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
-pending_due AS (
-    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at
+pending_above AS (
+    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
+           greatest(q.fair_key, q.due_at) AS position
     FROM delivery_queue q
     WHERE q.state = 'pending' AND q.due_at IS NOT NULL AND q.due_at <= now()
       AND greatest(q.fair_key, q.due_at) <= now() + $7::bigint * interval '1 millisecond'
+      AND greatest(q.fair_key, q.due_at) >= (SELECT position_from FROM bounds)
       -- quota filter {
       AND (cardinality($5::uuid[]) = 0
            OR q.endpoint_id <> ALL ($5::uuid[])
@@ -58,16 +85,35 @@ pending_due AS (
     LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
     FOR UPDATE SKIP LOCKED
 ),
+pending_became_due AS (
+    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
+           greatest(q.fair_key, q.due_at) AS position
+    FROM delivery_queue q
+    WHERE q.state = 'pending' AND q.due_at IS NOT NULL AND q.due_at <= now()
+      AND q.due_at >= (SELECT became_due_from FROM bounds)
+      AND greatest(q.fair_key, q.due_at) < (SELECT position_from FROM bounds)
+      AND greatest(q.fair_key, q.due_at) <= now() + $7::bigint * interval '1 millisecond'
+    ORDER BY greatest(q.fair_key, q.due_at)
+    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
+    FOR UPDATE SKIP LOCKED
+),
+-- Both scans lock up to a batch; the rows that do not make it are unlocked at commit, untouched.
+pending_due AS (
+    SELECT * FROM (SELECT * FROM pending_above UNION ALL SELECT * FROM pending_became_due) p
+    ORDER BY position
+    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
+),
 due_now AS (
     SELECT * FROM lapsed
     UNION ALL
     SELECT * FROM pending_due
 ),
 probe_candidates AS (
-    SELECT p.id, p.previous_state, p.endpoint_id, p.due_at
+    SELECT p.id, p.previous_state, p.endpoint_id, p.due_at, p.position
     FROM endpoint_circuits c
     CROSS JOIN LATERAL (
-        SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at
+        SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
+               NULL::timestamptz AS position
         FROM delivery_queue q
         WHERE q.endpoint_id = c.endpoint_id AND q.state = 'pending' AND q.due_at IS NULL
         ORDER BY q.ordinal NULLS LAST, q.delivery_id
@@ -90,7 +136,7 @@ circuits AS (
     FOR UPDATE
 ),
 decided AS (
-    SELECT due.id, due.previous_state, due.endpoint_id,
+    SELECT due.id, due.previous_state, due.endpoint_id, due.position,
            CASE
                WHEN c.state IS NULL OR NOT ep.enabled THEN 'send'
                WHEN c.open_until <= now()
@@ -120,7 +166,7 @@ leased AS (
         lease_owner = $1
     FROM decided x
     WHERE q.delivery_id = x.id AND x.decision IN ('send', 'probe')
-    RETURNING q.delivery_id, q.attempts, q.due_at, x.previous_state, x.decision
+    RETURNING q.delivery_id, q.attempts, q.due_at, x.previous_state, x.decision, x.position
 ),
 -- A parked probe candidate that lost to a due delivery stays as it is.
 queue_parked AS (
@@ -128,7 +174,7 @@ queue_parked AS (
     SET state = 'pending', due_at = NULL, lease_owner = NULL
     FROM decided x
     WHERE q.delivery_id = x.id AND x.decision = 'park' AND q.due_at IS NOT NULL
-    RETURNING q.delivery_id
+    RETURNING q.delivery_id, x.position
 ),
 claimed AS (
     UPDATE deliveries d
@@ -137,14 +183,14 @@ claimed AS (
     FROM leased l
     WHERE d.id = l.delivery_id
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.budget_start, d.due_at,
-              d.ordinal, l.previous_state, l.decision
+              d.ordinal, l.previous_state, l.decision, l.position
 ),
 parked AS (
     UPDATE deliveries d
     SET state = 'pending', due_at = NULL, lease_owner = NULL, updated_at = now()
     FROM queue_parked p
     WHERE d.id = p.delivery_id
-    RETURNING d.id, d.attempts
+    RETURNING d.id, d.attempts, p.position
 ),
 logged AS (
     INSERT INTO delivery_log (delivery_id, kind, attempt, worker_id, lease_expires_at, error_class)
@@ -158,17 +204,24 @@ logged AS (
     ORDER BY 1
 )
 -- Leased deliveries with what it takes to send them, then one row per parked delivery (so that
--- the worker knows the batch was full).
+-- the worker knows the batch was full); each with its fair position (NULL for a lease that ran
+-- out or a probe) and whether its lease had run out: where the next claim's floor lies.
 SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
        ep.url, ep.secret, ep.enabled,
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
            AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
        ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload,
-       ev.created_at AS event_created_at, c.ordinal IS NOT NULL AS laned, false AS parked
+       ev.created_at AS event_created_at, c.ordinal IS NOT NULL AS laned, false AS parked,
+       c.position, c.previous_state = 'in_flight' AS lapsed
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id
 JOIN events ev ON ev.id = c.event_id
 UNION ALL
 SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, true
+       NULL, NULL, NULL, true, position, false
 FROM parked
+-- And always one last row, with neither (`parked` NULL): when this claim began, for the next
+-- claim's floor.
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, now(), NULL

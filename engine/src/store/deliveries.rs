@@ -96,7 +96,8 @@ pub struct Outcome {
 /// 1 ms of CPU each time; without it, it settles on one cached generic plan. Public so that the
 /// benchmark can EXPLAIN exactly what workers run. Parameters: worker id (text), batch size,
 /// default timeout and lease margin in ms (bigint), hanging endpoints (uuid[]) and their quotas
-/// (bigint[]), both empty here, and the fair horizon in ms (bigint).
+/// (bigint[]), both empty here, the fair horizon in ms (bigint), and the scans' floor (see
+/// [`ScanFloor`]): a fair position and a time (timestamptz, NULL for none).
 pub static CLAIM_DUE_SQL: LazyLock<String> =
     LazyLock::new(|| without_quota_filter(CLAIM_DUE_WITH_QUOTAS_SQL));
 
@@ -122,6 +123,35 @@ fn without_quota_filter(sql: &str) -> String {
 pub struct ClaimBatch {
     pub leased: Vec<Claimed>,
     pub parked: usize,
+    /// The furthest fair position among the pending deliveries it took.
+    pub reached: Option<DateTime<Utc>>,
+    /// It took a delivery whose lease had run out.
+    pub took_lapsed: bool,
+    /// When it began, by the database's clock.
+    pub began: Option<DateTime<Utc>>,
+}
+
+/// Where a claim's scans of the queue start (`claim_due.sql` explains why and why it is safe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanFloor {
+    /// From the head of every index: finds whatever is due.
+    Head,
+    /// Where a claim that `began` then left off: the furthest fair position it `reached`
+    /// when it was full (`None` when it was short and took everything due above its floor).
+    After {
+        began: DateTime<Utc>,
+        reached: Option<DateTime<Utc>>,
+    },
+}
+
+impl ScanFloor {
+    /// `(reached, began)`, both NULL for the head.
+    fn params(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match self {
+            Self::Head => (None, None),
+            Self::After { began, reached } => (reached, Some(began)),
+        }
+    }
 }
 
 impl ClaimBatch {
@@ -140,6 +170,7 @@ pub async fn delivery_claim_due(
     default_timeout: Duration,
     lease_margin: Duration,
     quotas: &[(EndpointId, usize)],
+    floor: ScanFloor,
 ) -> Result<ClaimBatch, StoreError> {
     let client = store.client().await?;
     let sql = if quotas.is_empty() {
@@ -155,6 +186,7 @@ pub async fn delivery_claim_due(
         .iter()
         .map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX))
         .collect();
+    let (floor_reached, floor_began) = floor.params();
     let rows = client
         .query(
             &stmt,
@@ -166,15 +198,26 @@ pub async fn delivery_claim_due(
                 &quota_endpoints,
                 &quota_counts,
                 &millis(fairness::FAIR_HORIZON),
+                &floor_reached,
+                &floor_began,
             ],
         )
         .await?;
     let mut claim = ClaimBatch::default();
     for r in &rows {
-        if r.try_get("parked")? {
-            claim.parked += 1;
-        } else {
-            claim.leased.push(claimed_from_row(store, r)?);
+        let position: Option<DateTime<Utc>> = r.try_get("position")?;
+        match r.try_get::<_, Option<bool>>("parked")? {
+            // The last row: when the claim began.
+            None => claim.began = position,
+            Some(parked) => {
+                claim.reached = claim.reached.max(position);
+                claim.took_lapsed |= r.try_get::<_, Option<bool>>("lapsed")?.unwrap_or(false);
+                if parked {
+                    claim.parked += 1;
+                } else {
+                    claim.leased.push(claimed_from_row(store, r)?);
+                }
+            }
         }
     }
     if claim.parked > 0 {
@@ -218,15 +261,24 @@ pub(crate) fn claimed_from_row(
 
 /// How long until the earliest live delivery is claimable (a pending one due, a lease expiring,
 /// or a probe of an open circuit that parked deliveries), by the database's clock. `None` when
-/// nothing is live.
-pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, StoreError> {
+/// nothing is live. Asked after a claim came back short, with the floor that claim leaves:
+/// what lies below and is due, that claim would have taken.
+pub async fn delivery_next_due_in(
+    store: &Store,
+    floor: ScanFloor,
+) -> Result<Option<Duration>, StoreError> {
     let client = store.client().await?;
     let stmt = client
         .prepare_cached(
             "SELECT (extract(epoch FROM least(
                  (SELECT min(due_at) FROM delivery_queue
-                  WHERE state = 'pending' AND due_at IS NOT NULL),
-                 (SELECT min(due_at) FROM delivery_queue WHERE state = 'in_flight'),
+                  WHERE state = 'pending' AND due_at IS NOT NULL
+                    AND due_at >= coalesce($1::timestamptz - interval '1 second',
+                                           '-infinity')),
+                 (SELECT min(due_at) FROM delivery_queue
+                  WHERE state = 'in_flight'
+                    AND due_at >= coalesce($1::timestamptz - interval '100 milliseconds',
+                                           '-infinity')),
                  (SELECT min(c.open_until) FROM endpoint_circuits c
                   WHERE c.state <> 'closed'
                     AND EXISTS (SELECT 1 FROM delivery_queue q
@@ -235,7 +287,8 @@ pub async fn delivery_next_due_in(store: &Store) -> Result<Option<Duration>, Sto
              ) - clock_timestamp()) * 1000)::float8",
         )
         .await?;
-    let ms: Option<f64> = client.query_one(&stmt, &[]).await?.try_get(0)?;
+    let (_, began) = floor.params();
+    let ms: Option<f64> = client.query_one(&stmt, &[&began]).await?.try_get(0)?;
     Ok(ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
 }
 

@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_lighter_inserts.sql",
         sql: include_str!("../../../migrations/0013_lighter_inserts.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_claim_floor.sql",
+        sql: include_str!("../../../migrations/0014_claim_floor.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -106,3 +106,56 @@ async fn workers_reconnect_and_catch_up_after_losing_their_connections() {
     let got = receiver.next().await;
     assert_eq!(got.headers["webhook-id"], accepted["id"].as_str().unwrap());
 }
+
+#[tokio::test]
+async fn a_delivery_left_below_the_claim_floor_is_found_by_the_scan_from_the_head() {
+    let db = TestDb::create().await;
+    let api_process = Hookd::start(&db, "api", &[]).await;
+    let api = Client::new(&api_process);
+    let _worker = Hookd::start(
+        &db,
+        "worker",
+        &[
+            ("HOOKD_RETRY_BASE_MS", "3600000"),
+            ("HOOKD_RETRY_CAP_MS", "3600000"),
+        ],
+    )
+    .await;
+    let key = api.create_app().await;
+    let mut stuck = Receiver::start(Arc::new(|_| (500, Duration::ZERO))).await;
+    api.create_endpoint(&key, json!({"url": stuck.url, "event_types": ["stuck"]}))
+        .await;
+    let mut ticks = Receiver::ok().await;
+    api.create_endpoint(&key, json!({"url": ticks.url, "event_types": ["tick"]}))
+        .await;
+    let event = api.publish(&key, "stuck", json!({})).await;
+    stuck.next().await;
+    let id = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    api.wait_for_state(&key, &id, "pending").await;
+
+    // Claims now run with a floor just behind them.
+    for _ in 0..5 {
+        api.publish(&key, "tick", json!({})).await;
+        ticks.next().await;
+    }
+    // What a claim that failed mid-way, or a very long transaction, could leave: a delivery due
+    // long before the floor of any claim to come.
+    stuck.set_behavior(Arc::new(|_| (204, Duration::ZERO)));
+    let uuid = id.strip_prefix("dlv_").unwrap();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE delivery_queue SET due_at = now() - interval '10 minutes',
+                 fair_key = now() - interval '10 minutes'
+             WHERE delivery_id = '{uuid}';
+             UPDATE deliveries SET due_at = now() - interval '10 minutes' WHERE id = '{uuid}';
+             SELECT pg_notify('hookd_work', '')"
+        ))
+        .await
+        .unwrap();
+    // The worker sleeps with nothing due above its floor: only its scan from the head, owed
+    // within seconds of the claims with a floor, can find the delivery.
+    let got = stuck.next().await;
+    assert_eq!(got.headers["webhook-id"], event["id"].as_str().unwrap());
+    api.wait_for_state(&key, &id, "succeeded").await;
+}

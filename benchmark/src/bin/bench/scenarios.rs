@@ -451,7 +451,8 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
     let client = &db.client;
     client
         .batch_execute(&format!(
-            "PREPARE bench_claim(text, bigint, bigint, bigint, uuid[], bigint[], bigint)
+            "PREPARE bench_claim(text, bigint, bigint, bigint, uuid[], bigint[], bigint,
+                                 timestamptz, timestamptz)
                  AS {claim};
              PREPARE bench_record(text, uuid[], int[], text[], int[], int[], text[], text[],
                                   text[], text[], text[], text[], bigint[])
@@ -467,7 +468,7 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
         let claim = first_column(
             client
                 .simple_query(&format!(
-                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000, '{{}}', '{{}}', {})",
+                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000, '{{}}', '{{}}', {}, NULL, NULL)",
                     FAIR_HORIZON.as_millis()
                 ))
                 .await?,

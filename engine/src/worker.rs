@@ -396,7 +396,7 @@ async fn claim(
 #[derive(Debug, Default)]
 struct ClaimFloor {
     /// Where the last claim left off; `None` when it left nothing to build on (the start, an
-    /// error, a lease that ran out, quotas that left due deliveries behind).
+    /// error, quotas that left due deliveries behind, a batch of expired leases only).
     last: Option<ScanFloor>,
     /// When the last scan from the head began.
     head_scanned: Option<Instant>,
@@ -436,12 +436,7 @@ impl ClaimFloor {
     /// What a claim leaves for the next one: a full batch, the position it reached; a short
     /// one, only the time it began (everything due above its floor it took).
     fn claimed(&mut self, batch: &ClaimBatch, full: bool, had_quotas: bool) {
-        self.last = match (
-            batch.began,
-            batch.took_lapsed || had_quotas,
-            full,
-            batch.reached,
-        ) {
+        self.last = match (batch.began, had_quotas, full, batch.reached) {
             (None, _, _, _) | (Some(_), true, _, _) | (Some(_), false, true, None) => None,
             (Some(began), false, true, Some(reached)) => Some(ScanFloor::After {
                 began,
@@ -827,13 +822,12 @@ mod tests {
 
         let began = chrono::Utc::now();
         let reached = began + chrono::TimeDelta::seconds(300);
-        let batch = |took_lapsed| ClaimBatch {
-            reached: Some(reached),
+        let batch = |reached| ClaimBatch {
+            reached,
             began: Some(began),
-            took_lapsed,
             ..ClaimBatch::default()
         };
-        let full = batch(false);
+        let full = batch(Some(reached));
         floor.claimed(&full, true, false);
         assert_eq!(
             floor.take(Instant::now(), false),
@@ -854,8 +848,8 @@ mod tests {
         assert_eq!(floor.after_short_claim(), short);
 
         // What can leave due deliveries behind below the position sends the next claim to the
-        // head: a lease that ran out, quotas, an error.
-        floor.claimed(&batch(true), true, false);
+        // head: a full batch of expired leases (their scan's limit), quotas, an error.
+        floor.claimed(&batch(None), true, false);
         assert_eq!(floor.peek(), ScanFloor::Head);
         floor.claimed(&full, true, true);
         assert_eq!(floor.peek(), ScanFloor::Head, "quotas");

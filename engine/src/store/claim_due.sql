@@ -29,13 +29,16 @@
 -- if it was full (NULL if it was short). Everything due at $9 with a position below $8, that
 -- claim took or another claim held; a pending delivery that became due since has a due time no
 -- earlier than the start of the transaction that made it due, and a second covers that
--- transaction's length. So the pending deliveries are the union of two scans: positions from $8
--- on (the fair index), and positions below $8 with a due time from a second before $9 on (the
--- pending-due index, whose second column is the position: what lies above $8 is passed over
--- inside the index). Expired leases are those from a moment before $9 on: an earlier one was
--- due then and taken. $9 NULL scans from the head (the first claim, and every few seconds for
--- what the floor could miss: a claim that failed mid-way, a transaction open longer than the
--- second); claims with fairness quotas always do, so that only the first scan applies quotas.
+-- transaction's length. So the pending deliveries are the union of two scans: positions below
+-- $8 with a due time from a second before $9 on (the pending-due index, whose second column is
+-- the position: what lies above $8 is passed over inside the index), then positions from $8 on
+-- (the fair index). The first scan's positions are all below the second's, so the second takes
+-- only what the first leaves of the batch. Expired leases are those from a moment before $9 on:
+-- an earlier one was due at the last claim, which took it unless its lease scan filled the
+-- batch (then it reached no position, and this claim scans from the head). $9 NULL scans from
+-- the head (the first claim, and every few seconds for what the floor could miss: a claim that
+-- failed mid-way, a transaction open longer than the second); claims with fairness quotas
+-- always do, so that only the fair-index scan applies quotas.
 WITH quotas AS (
     SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS t(endpoint_id, quota)
 ),
@@ -56,6 +59,18 @@ lapsed AS (
       AND q.due_at >= (SELECT lapsed_from FROM bounds)
     ORDER BY q.due_at
     LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+pending_became_due AS (
+    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
+           greatest(q.fair_key, q.due_at) AS position
+    FROM delivery_queue q
+    WHERE q.state = 'pending' AND q.due_at IS NOT NULL AND q.due_at <= now()
+      AND q.due_at >= (SELECT became_due_from FROM bounds)
+      AND greatest(q.fair_key, q.due_at) < (SELECT position_from FROM bounds)
+      AND greatest(q.fair_key, q.due_at) <= now() + $7::bigint * interval '1 millisecond'
+    ORDER BY greatest(q.fair_key, q.due_at)
+    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
     FOR UPDATE SKIP LOCKED
 ),
 pending_above AS (
@@ -82,26 +97,14 @@ pending_above AS (
                   ) a)))
       -- } quota filter
     ORDER BY greatest(q.fair_key, q.due_at)
-    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
+    LIMIT greatest($2 - (SELECT count(*) FROM lapsed) - (SELECT count(*) FROM pending_became_due),
+                   0)
     FOR UPDATE SKIP LOCKED
 ),
-pending_became_due AS (
-    SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
-           greatest(q.fair_key, q.due_at) AS position
-    FROM delivery_queue q
-    WHERE q.state = 'pending' AND q.due_at IS NOT NULL AND q.due_at <= now()
-      AND q.due_at >= (SELECT became_due_from FROM bounds)
-      AND greatest(q.fair_key, q.due_at) < (SELECT position_from FROM bounds)
-      AND greatest(q.fair_key, q.due_at) <= now() + $7::bigint * interval '1 millisecond'
-    ORDER BY greatest(q.fair_key, q.due_at)
-    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
-    FOR UPDATE SKIP LOCKED
-),
--- Both scans lock up to a batch; the rows that do not make it are unlocked at commit, untouched.
 pending_due AS (
-    SELECT * FROM (SELECT * FROM pending_above UNION ALL SELECT * FROM pending_became_due) p
-    ORDER BY position
-    LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
+    SELECT * FROM pending_became_due
+    UNION ALL
+    SELECT * FROM pending_above
 ),
 due_now AS (
     SELECT * FROM lapsed
@@ -205,23 +208,23 @@ logged AS (
 )
 -- Leased deliveries with what it takes to send them, then one row per parked delivery (so that
 -- the worker knows the batch was full); each with its fair position (NULL for a lease that ran
--- out or a probe) and whether its lease had run out: where the next claim's floor lies.
+-- out or a probe): where the next claim's floor lies.
 SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.budget_start,
        ep.url, ep.secret, ep.enabled,
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
            AS previous_secret, ep.max_attempts, ep.retry_base_ms, ep.retry_cap_ms,
        ep.timeout_ms, ep.headers, ev.event_type, ev.payload::text AS payload,
        ev.created_at AS event_created_at, c.ordinal IS NOT NULL AS laned, false AS parked,
-       c.position, c.previous_state = 'in_flight' AS lapsed
+       c.position
 FROM claimed c
 JOIN endpoints ep ON ep.id = c.endpoint_id
 JOIN events ev ON ev.id = c.event_id
 UNION ALL
 SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, true, position, false
+       NULL, NULL, NULL, true, position
 FROM parked
 -- And always one last row, with neither (`parked` NULL): when this claim began, for the next
 -- claim's floor.
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, now(), NULL
+       NULL, NULL, NULL, NULL, now()

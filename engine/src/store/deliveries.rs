@@ -125,8 +125,6 @@ pub struct ClaimBatch {
     pub parked: usize,
     /// The furthest fair position among the pending deliveries it took.
     pub reached: Option<DateTime<Utc>>,
-    /// It took a delivery whose lease had run out.
-    pub took_lapsed: bool,
     /// When it began, by the database's clock.
     pub began: Option<DateTime<Utc>>,
 }
@@ -211,7 +209,6 @@ pub async fn delivery_claim_due(
             None => claim.began = position,
             Some(parked) => {
                 claim.reached = claim.reached.max(position);
-                claim.took_lapsed |= r.try_get::<_, Option<bool>>("lapsed")?.unwrap_or(false);
                 if parked {
                     claim.parked += 1;
                 } else {

@@ -306,8 +306,13 @@ fn markdown(doc: &Value) -> String {
              planning time is the one-off building of that plan),",
         ),
         (
+            "claim_floored",
+            "The next claim (64 more), from the floor the first one left (ARCHITECTURE.md), as \
+             workers run all but one claim in every few seconds,",
+        ),
+        (
             "record_outcomes",
-            "The outcome statement (those 64 recorded as delivered)",
+            "The outcome statement (the first 64 recorded as delivered)",
         ),
     ] {
         if let Some(plan) = large["plans"][key].as_array() {

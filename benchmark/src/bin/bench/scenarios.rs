@@ -446,7 +446,8 @@ async fn load_and_drain(
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the workers' two hot statements at the head of the loaded
 /// queue, in one transaction rolled back afterwards (ANALYZE runs them): the claim of 64
-/// deliveries, then the outcome statement recording all 64 as delivered.
+/// deliveries from the head, the next claim from the floor the first left, then the outcome
+/// statement recording the first 64 as delivered.
 async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
     let client = &db.client;
     client
@@ -469,6 +470,18 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
             client
                 .simple_query(&format!(
                     "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain', 64, 15000, 30000, '{{}}', '{{}}', {}, NULL, NULL)",
+                    FAIR_HORIZON.as_millis()
+                ))
+                .await?,
+        );
+        // The claim that follows it, as workers run it: from the floor the first one left
+        // (the head of what is still pending, as a full claim reports it, and its start).
+        let claim_floored = first_column(
+            client
+                .simple_query(&format!(
+                    "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain-floored', 64, 15000, \
+                     30000, '{{}}', '{{}}', {}, (SELECT min(greatest(fair_key, due_at)) \
+                     FROM delivery_queue WHERE state = 'pending' AND due_at IS NOT NULL), now())",
                     FAIR_HORIZON.as_millis()
                 ))
                 .await?,
@@ -503,7 +516,9 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
                 ))
                 .await?,
         );
-        anyhow::Ok(json!({"claim": claim, "record_outcomes": record}))
+        anyhow::Ok(json!({
+            "claim": claim, "claim_floored": claim_floored, "record_outcomes": record,
+        }))
     }
     .await;
     client

@@ -476,12 +476,23 @@ async fn explain_hot_statements(db: &Database) -> anyhow::Result<Value> {
         );
         // The claim that follows it, as workers run it: from the floor the first one left
         // (the head of what is still pending, as a full claim reports it, and its start).
+        // (EXECUTE takes no subquery for a parameter: the head is read first.)
+        let head = first_column(
+            client
+                .simple_query(
+                    "SELECT min(greatest(fair_key, due_at))::text FROM delivery_queue \
+                     WHERE state = 'pending' AND due_at IS NOT NULL",
+                )
+                .await?,
+        );
+        let reached = head
+            .first()
+            .map_or_else(|| "NULL".to_owned(), |at| format!("'{at}'"));
         let claim_floored = first_column(
             client
                 .simple_query(&format!(
                     "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('explain-floored', 64, 15000, \
-                     30000, '{{}}', '{{}}', {}, (SELECT min(greatest(fair_key, due_at)) \
-                     FROM delivery_queue WHERE state = 'pending' AND due_at IS NOT NULL), now())",
+                     30000, '{{}}', '{{}}', {}, {reached}, now())",
                     FAIR_HORIZON.as_millis()
                 ))
                 .await?,

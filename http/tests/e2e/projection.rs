@@ -128,9 +128,7 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
         )
         .await
         .unwrap();
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let report = failed_check(&db).await;
     assert!(report.contains(victim.as_str()), "{report}");
     assert!(report.contains("1 differ"), "{report}");
 
@@ -161,9 +159,7 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
         )
         .await
         .unwrap();
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let report = failed_check(&db).await;
     assert!(
         report.contains(&format!("dlv_{delivered}: queue: a delivered delivery")),
         "{report}"
@@ -181,9 +177,7 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
         )
         .await
         .unwrap();
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let report = failed_check(&db).await;
     assert!(
         report.contains("1 log rows belong to no delivery"),
         "{report}"
@@ -196,11 +190,17 @@ async fn projection_check_finds_no_drift_after_random_outcomes_and_catches_tampe
         ))
         .await
         .unwrap();
-    let output = db.hookd_command(&["projection", "check"]).await;
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let report = failed_check(&db).await;
     assert!(
         report.contains("1 deliveries name an event, endpoint or app that is gone"),
         "{report}"
     );
+}
+
+/// What `hookd projection check` printed, once it has failed as it must (exit status 1).
+async fn failed_check(db: &TestDb) -> String {
+    let output = db.hookd_command(&["projection", "check"]).await;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    report
 }

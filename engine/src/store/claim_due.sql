@@ -30,9 +30,11 @@
 -- claim took or another claim held; a pending delivery that became due since has a due time no
 -- earlier than the start of the transaction that made it due, and a second covers that
 -- transaction's length. So the pending deliveries are the union of two scans: positions below
--- $8 with a due time from a second before $9 on (the pending-due index, whose second column is
--- the position: what lies above $8 is passed over inside the index), then positions from $8 on
--- (the fair index). The first scan's positions are all below the second's, so the second takes
+-- $8 with a due time from a second before $9 on, then positions from $8 on. The first can run
+-- on either index, the fair one (position, due time) up to $8 or the pending-due one (due time,
+-- position) from its bound; both hold both columns, so what fails the other bound is passed
+-- over inside the index without reading the table (PostgreSQL's generic plan takes the fair
+-- one). The first scan's positions are all below the second's, so the second takes
 -- only what the first leaves of the batch. Expired leases are those from a moment before $9 on:
 -- an earlier one was due at the last claim, which took it unless its lease scan filled the
 -- batch (then it reached no position, and this claim scans from the head). $9 NULL scans from

@@ -400,9 +400,7 @@ struct ClaimFloor {
     last: Option<ScanFloor>,
     /// When the last scan from the head began.
     head_scanned: Option<Instant>,
-    /// A claim with a floor ran since then.
-    floored_since_head: bool,
-    /// The last claim scanned from the head.
+    /// The last claim scanned from the head (if not, a claim with a floor ran since).
     last_from_head: bool,
 }
 
@@ -426,9 +424,6 @@ impl ClaimFloor {
         self.last_from_head = floor == ScanFloor::Head;
         if self.last_from_head {
             self.head_scanned = Some(now);
-            self.floored_since_head = false;
-        } else {
-            self.floored_since_head = true;
         }
         floor
     }
@@ -465,7 +460,7 @@ impl ClaimFloor {
     /// When a scan from the head is owed, once claims have run with a floor.
     fn head_scan_due(&self) -> Option<Instant> {
         self.head_scanned
-            .filter(|_| self.floored_since_head)
+            .filter(|_| !self.last_from_head)
             .map(|at| at + HEAD_SCAN_EVERY)
     }
 }
@@ -813,6 +808,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["data"]["a"][0], true);
     }
+
     #[test]
     fn the_claim_floor_follows_claims_and_falls_back_to_the_head() {
         let mut floor = ClaimFloor::default();

@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_claim_floor.sql",
         sql: include_str!("../../../migrations/0014_claim_floor.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_deliveries_fillfactor.sql",
+        sql: include_str!("../../../migrations/0015_deliveries_fillfactor.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

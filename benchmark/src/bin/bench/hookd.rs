@@ -198,13 +198,20 @@ pub struct Hookd {
 
 impl Hookd {
     /// Starts `hookd <role>` against `db` with production defaults, except that loopback
-    /// receivers are allowed, plus `env`.
+    /// receivers are allowed, plus `env`. Its log (at the default level: failed attempts and
+    /// warnings) is appended to `log`, so that an outlier in the figures can be explained.
     pub async fn start(
         binary: &Path,
         db: &Database,
         role: &str,
         env: &[(&str, String)],
+        log: &Path,
     ) -> anyhow::Result<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
         let mut command = Command::new(binary);
         command
             .arg(role)
@@ -213,9 +220,9 @@ impl Hookd {
             .env("HOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HOOKD_MASTER_KEY", MASTER_KEY)
             .env("HOOKD_ALLOW_PRIVATE_TARGETS", "true")
-            .env("HOOKD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true);
         for (key, value) in env {
             command.env(key, value);

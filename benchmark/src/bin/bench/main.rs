@@ -13,6 +13,7 @@ mod scenarios;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -27,6 +28,9 @@ struct Args {
     /// Where the results go.
     #[arg(long, default_value = "benchmark/results")]
     out: PathBuf,
+    /// Where hookd's logs go (emptied first), one file per scenario and role.
+    #[arg(long, default_value = ".hookd/bench-logs")]
+    logs: PathBuf,
     /// Every scenario, small: a smoke run for CI, its figures mean nothing.
     #[arg(long)]
     quick: bool,
@@ -41,9 +45,18 @@ async fn main() -> anyhow::Result<()> {
     // reqwest is built without a default TLS provider; the benchmark only speaks plain HTTP on
     // loopback, but building a client needs one installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Last run's logs would mix with this run's: each process appends to its file.
+    match std::fs::remove_dir_all(&args.logs) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot empty {}", args.logs.display())),
+    }
+    std::fs::create_dir_all(&args.logs)
+        .with_context(|| format!("cannot create {}", args.logs.display()))?;
     let bench = scenarios::Bench {
         hookd: args.hookd,
         admin_url: args.database_url,
+        logs: args.logs,
         scale: if args.quick {
             scenarios::Scale::Quick
         } else {

@@ -250,8 +250,8 @@ fn markdown(doc: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|r| !r["statements"].is_null());
-    if let Some(run) = profiled {
+        .filter(|r| !r["statements"].is_null());
+    for run in profiled {
         let profile = &run["statements"];
         let _ = writeln!(
             md,

@@ -30,17 +30,19 @@
 -- claim took or another claim held; a pending delivery that became due since has a due time no
 -- earlier than the start of the transaction that made it due, and a second covers that
 -- transaction's length. So the pending deliveries are the union of two scans: positions below
--- $8 with a due time from a second before $9 on, then positions from $8 on. The first can run
--- on either index, the fair one (position, due time) up to $8 or the pending-due one (due time,
--- position) from its bound; both hold both columns, so what fails the other bound is passed
--- over inside the index without reading the table (PostgreSQL's generic plan takes the fair
--- one). The first scan's positions are all below the second's, so the second takes
--- only what the first leaves of the batch. Expired leases are those from a moment before $9 on:
--- an earlier one was due at the last claim, which took it unless its lease scan filled the
--- batch (then it reached no position, and this claim scans from the head). $9 NULL scans from
--- the head (the first claim, and every few seconds for what the floor could miss: a claim that
--- failed mid-way, a transaction open longer than the second); claims with fairness quotas
--- always do, so that only the fair-index scan applies quotas.
+-- $8 with a due time from a second before $9 on, in the order they became due, then positions
+-- from $8 on. The first runs on the pending-due index (due time, position) from its bound,
+-- passing over the positions at or above $8 inside the index without reading the table. Its
+-- order is what puts it there: ordered by position, PostgreSQL's generic plan took the fair
+-- index up to $8 instead, which walks every dead entry below the floor on each claim (the
+-- floor's point) and, with a two-minute snapshot open, doubled the claim's time. The first
+-- scan's positions are all below the second's, so the second takes only what the first leaves
+-- of the batch, and only the second's positions make the next floor. Expired leases are those
+-- from a moment before $9 on: an earlier one was due at the last claim, which took it unless its
+-- lease scan filled the batch (then it reached no position, and this claim scans from the
+-- head). $9 NULL scans from the head (the first claim, and every few seconds for what the floor
+-- could miss: a claim that failed mid-way, a transaction open longer than the second); claims
+-- with fairness quotas always do, so that only the fair-index scan applies quotas.
 WITH quotas AS (
     SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS t(endpoint_id, quota)
 ),
@@ -63,15 +65,19 @@ lapsed AS (
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
+-- Its rows carry no position: taken in the order they became due, they do not say up to where
+-- the positions below the floor are done. When this scan fills the batch, the claim reaches no
+-- position and the next one scans from the head; otherwise the floor moves only as far as the
+-- fair-index scan took it.
 pending_became_due AS (
     SELECT q.delivery_id AS id, q.state AS previous_state, q.endpoint_id, q.due_at,
-           greatest(q.fair_key, q.due_at) AS position
+           NULL::timestamptz AS position
     FROM delivery_queue q
     WHERE q.state = 'pending' AND q.due_at IS NOT NULL AND q.due_at <= now()
       AND q.due_at >= (SELECT became_due_from FROM bounds)
       AND greatest(q.fair_key, q.due_at) < (SELECT position_from FROM bounds)
       AND greatest(q.fair_key, q.due_at) <= now() + $7::bigint * interval '1 millisecond'
-    ORDER BY greatest(q.fair_key, q.due_at)
+    ORDER BY q.due_at, greatest(q.fair_key, q.due_at)
     LIMIT greatest($2 - (SELECT count(*) FROM lapsed), 0)
     FOR UPDATE SKIP LOCKED
 ),

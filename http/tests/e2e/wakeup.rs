@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, TimeDelta, Utc};
+use hookd_engine::store::Store;
+use hookd_engine::store::deliveries::{ScanFloor, delivery_claim_due};
 use serde_json::json;
 
 use crate::harness::*;
@@ -158,4 +161,72 @@ async fn a_delivery_left_below_the_claim_floor_is_found_by_the_scan_from_the_hea
     let got = stuck.next().await;
     assert_eq!(got.headers["webhook-id"], event["id"].as_str().unwrap());
     api.wait_for_state(&key, &id, "succeeded").await;
+}
+
+/// The claim's two scans of pending deliveries, run as a worker runs them: what became due below
+/// the floor goes first, in the order it became due; a claim that this scan fills reaches no
+/// position (so that the next one scans from the head rather than skip what it left), and only
+/// the scan from the floor up moves the floor.
+#[tokio::test]
+async fn only_the_scan_from_the_floor_up_moves_the_floor() {
+    let db = TestDb::create().await;
+    let api_process = Hookd::start(&db, "api", &[]).await;
+    let api = Client::new(&api_process);
+    let key = api.create_app().await;
+    let receiver = Receiver::ok().await;
+    api.create_endpoint(&key, json!({"url": receiver.url, "event_types": ["a"]}))
+        .await;
+    let now = || async {
+        let row = db.client().await.query_one("SELECT now()", &[]).await;
+        row.unwrap().get::<_, DateTime<Utc>>(0)
+    };
+    let publish = |count| {
+        let (api, key) = (&api, &key);
+        async move {
+            let mut ids = Vec::new();
+            for _ in 0..count {
+                let event = api.publish(key, "a", json!({})).await;
+                ids.push(event["deliveries"][0]["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        }
+    };
+    let store = Store::connect(&db.url, 1).unwrap();
+    let claim = |floor| {
+        let store = &store;
+        async move {
+            let timeout = Duration::from_secs(5);
+            let batch = delivery_claim_due(store, "w", 2, timeout, timeout, &[], floor).await;
+            let batch = batch.unwrap();
+            // In publish order (the ids are time-ordered), not the order the rows came back in.
+            let mut ids: Vec<String> = batch.leased.iter().map(|c| c.id.to_string()).collect();
+            ids.sort();
+            (ids, batch.reached)
+        }
+    };
+
+    // Three deliveries become due below a floor an hour ahead; a batch of two takes the first
+    // two to become due and reaches no position, the next takes the third.
+    let began = now().await;
+    let below = publish(3).await;
+    let far_floor = ScanFloor::After {
+        began,
+        reached: Some(began + TimeDelta::hours(1)),
+    };
+    assert_eq!(claim(far_floor).await, (below[..2].to_vec(), None));
+    assert_eq!(claim(far_floor).await, (below[2..].to_vec(), None));
+
+    // Above a floor an hour behind, the scan from the floor takes them and reaches a position.
+    let began = now().await;
+    let above = publish(2).await;
+    let low_floor = ScanFloor::After {
+        began,
+        reached: Some(began - TimeDelta::hours(1)),
+    };
+    let (taken, reached) = claim(low_floor).await;
+    assert_eq!(taken, above);
+    assert!(
+        reached.is_some_and(|position| position >= began),
+        "the scan from the floor reached {reached:?}, not past {began}"
+    );
 }

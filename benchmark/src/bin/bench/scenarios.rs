@@ -653,6 +653,8 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
                 )
                 .await?;
         }
+        // Where PostgreSQL's time goes with and without the reader (in the JSON only).
+        let profiled = world.db.reset_statements().await;
         let sampler = world.sampler().await?;
         // Publishing outpaces delivery, so what arrives within the run is delivery capacity.
         let p = load::closed_loop(
@@ -665,6 +667,10 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
         )
         .await;
         let arrivals = take_arrivals(&receiver);
+        let statements = match profiled {
+            true => world.db.statements(arrivals.len()).await?,
+            false => Value::Null,
+        };
         if with_reader {
             reader.batch_execute("COMMIT").await?;
         }
@@ -674,6 +680,7 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
             "seconds": secs, "published": published(&p),
             "deliveries_per_s": arrivals.len() as f64 / secs,
             "delivery": delivered(&arrivals), "resources": sampler.finish(),
+            "statements": statements,
         }));
         world.stop().await?;
     }

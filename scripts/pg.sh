@@ -41,7 +41,7 @@ pg_start() {
         chown postgres:postgres "$data"
         # The postgres user must be able to reach the data directory.
         local dir
-        dir="$(dirname "$data")"
+        dir="$(dirname "$(realpath "$data")")"
         while [ "$dir" != "/" ]; do
             chmod o+x "$dir" 2>/dev/null || true
             dir="$(dirname "$dir")"

@@ -9,6 +9,7 @@
 //!   [`sender`], signs with [`signing`], classifies the result with [`outcome`] and schedules the
 //!   next attempt with [`retry`]. [`listener`] wakes it on NOTIFY; [`handoff`] hands it what a
 //!   publish in its own process leased to it.
+//! - [`key_cache`]: which app an API key belongs to, remembered for a second.
 //! - [`address`]: which addresses webhooks may go to.
 //! - [`circuit`]: the circuit breaker's policy (its decisions are made in the store).
 //! - [`fairness`]: how many slots an endpoint whose requests hang may hold.
@@ -23,6 +24,7 @@ pub mod endpoint_url;
 pub mod fairness;
 pub mod handoff;
 pub mod ids;
+pub mod key_cache;
 pub mod listener;
 pub mod metrics;
 pub mod outcome;

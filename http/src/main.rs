@@ -255,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin_token: String::new(),
                 allow_private_targets: false,
                 readings: Default::default(),
+                keys: Default::default(),
             }));
             println!("{}", api::document(&service.spec()));
         }
@@ -434,6 +435,7 @@ async fn serve_api(
         admin_token: args.admin_token.clone(),
         allow_private_targets,
         readings: Default::default(),
+        keys: Default::default(),
     });
     let service = api::service(state.clone());
     let document = api::document(&service.spec());

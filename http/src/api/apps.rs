@@ -200,6 +200,7 @@ impl AppsApi {
         self.0.check_admin(&auth).await?;
         let Path(Id(id)) = id;
         if store::app_delete(&self.0.store, id).await? {
+            self.0.keys.forget_app(id);
             Ok(Deleted::NoContent)
         } else {
             Err(ApiError::not_found("app"))
@@ -263,12 +264,14 @@ impl AppsApi {
 
     /// Revoke an API key
     ///
-    /// The key fails from its next request on (the calling key may revoke itself).
+    /// The key fails from its next request on (the calling key may revoke itself); on other
+    /// hookd processes sharing the database, within a second.
     #[oai(path = "/v1/api-keys/:id", method = "delete", tag = "Tag::Apps")]
     async fn revoke_key(&self, auth: AppKey, id: Path<Id<ApiKeyId>>) -> ApiResult<Deleted> {
         let app_id = self.0.app_of(&auth).await?;
         let Path(Id(id)) = id;
         if store::api_key_revoke(&self.0.store, app_id, id).await? {
+            self.0.keys.forget_app(app_id);
             Ok(Deleted::NoContent)
         } else {
             Err(ApiError::not_found("API key"))

@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hookd_engine::ids::AppId;
+use hookd_engine::key_cache::KeyCache;
 use hookd_engine::publisher::Publisher;
 use hookd_engine::secret::ApiKey;
 use hookd_engine::store::{Store, apps as app_store};
@@ -38,6 +39,8 @@ pub struct ApiState {
     pub allow_private_targets: bool,
     /// Live figures, shared between the dashboards that ask at the same moment.
     pub readings: stats::Readings,
+    /// Apps of the API keys seen in the last second.
+    pub keys: KeyCache,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -70,10 +73,15 @@ pub struct AppKey(Bearer);
 
 impl ApiState {
     /// The app whose key this is. A key that is unknown or revoked is refused with 401; the admin
-    /// token, valid but not an app's, with 403.
+    /// token, valid but not an app's, with 403. A key revoked through another process may still
+    /// pass for up to [`hookd_engine::key_cache::KEY_CACHE_TTL`].
     async fn app_of(&self, key: &AppKey) -> ApiResult<AppId> {
         let presented = &key.0.token;
-        match app_store::api_key_find_app(&self.store, &ApiKey::presented(presented)).await? {
+        match self
+            .keys
+            .app_of(&self.store, &ApiKey::presented(presented))
+            .await?
+        {
             Some(app) => Ok(app),
             None if self.is_admin_token(presented) => Err(ApiError::new(
                 ProblemKind::Forbidden,

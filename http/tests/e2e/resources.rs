@@ -237,6 +237,49 @@ async fn one_app_cannot_reach_another_apps_resources() {
     }
 }
 
+/// Each process remembers a found key for a second (engine/src/key_cache.rs): a key revoked
+/// through one API process fails on another once that second is up, not only after a restart.
+#[tokio::test]
+async fn a_key_revoked_through_another_process_fails_there_within_moments() {
+    let db = TestDb::create().await;
+    let first = Hookd::start(&db, "api", &[]).await;
+    let second = Hookd::start(&db, "api", &[]).await;
+    let (api, other) = (Client::new(&first), Client::new(&second));
+    let key = api.create_app().await;
+    let (status, created) = api
+        .call(Method::POST, "/v1/api-keys", &key, Some(json!({})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let doomed = created["api_key"].as_str().unwrap().to_owned();
+    let (status, _) = other
+        .call(Method::GET, "/v1/endpoints", &doomed, None)
+        .await;
+    assert_eq!(status, 200, "the other process knows the key");
+
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/v1/api-keys/{id}"), &key, None)
+        .await;
+    assert_eq!(status, 204);
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let (status, _) = other
+            .call(Method::GET, "/v1/endpoints", &doomed, None)
+            .await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "the other process still accepts the revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = other.call(Method::GET, "/v1/endpoints", &key, None).await;
+    assert_eq!(status, 200, "the app's other key still works there");
+}
+
 #[tokio::test]
 async fn revoked_keys_and_deleted_apps_fail_on_their_next_request() {
     let db = TestDb::create().await;

@@ -282,19 +282,25 @@ fn markdown(doc: &Value) -> String {
             let _ = writeln!(md, "| {name} | {form} | {figures} |");
         }
     }
-    let profiled = doc["scenarios"]["end_to_end"]["runs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| !r["statements"].is_null());
-    for run in profiled {
+    let profiled = ["ingest", "end_to_end"].into_iter().flat_map(|scenario| {
+        doc["scenarios"][scenario]["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| !r["statements"].is_null())
+            .map(move |r| (scenario, r))
+    });
+    for (scenario, run) in profiled {
         let profile = &run["statements"];
+        let (what, per) = match scenario {
+            "ingest" => ("ingest run", "published"),
+            _ => ("end-to-end run at", "delivered"),
+        };
         let _ = writeln!(
             md,
-            "\nWhere PostgreSQL's time went in the end-to-end run at {} (pg_stat_statements: \
-             planning and execution, wall clock summed over connections, {} per delivered \
-             event in all):\n\n\
-             | statement | calls | plan ms / call | exec ms / call | ms / delivery | share |\n\
+            "\nWhere PostgreSQL's time went in the {what} {} (pg_stat_statements: planning and \
+             execution, wall clock summed over connections, {} per {per} event in all):\n\n\
+             | statement | calls | plan ms / call | exec ms / call | ms / {per} event | share |\n\
              | --- | ---: | ---: | ---: | ---: | ---: |",
             run["form"].as_str().unwrap_or(""),
             fmt(num(&profile["total_ms_per_delivery"]), "ms"),
@@ -317,8 +323,8 @@ fn markdown(doc: &Value) -> String {
         let tables = profile["tables"].as_array().into_iter().flatten();
         let _ = writeln!(
             md,
-            "\nRow changes per delivered event in that run (an update is HOT when it writes \
-             no index entry):\n\n\
+            "\nRow changes per {per} event in that run (an update is HOT when it writes no \
+             index entry):\n\n\
              | table | inserts | updates | of which HOT | deletes |\n\
              | --- | ---: | ---: | ---: | ---: |"
         );

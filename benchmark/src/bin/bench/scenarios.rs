@@ -263,6 +263,8 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
     let run = bench.secs(10, 1);
     let mut runs = Vec::new();
     for clients in [1, 16, 64] {
+        // Where PostgreSQL's time goes per event at the concurrency the target is set for.
+        let profiled = clients == 64 && world.db.reset_statements().await;
         let sampler = world.sampler().await?;
         let p = load::closed_loop(
             &world.api,
@@ -273,9 +275,14 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
             run,
         )
         .await;
+        let resources = sampler.finish();
+        let statements = match profiled {
+            true => world.db.statements(p.events as usize).await?,
+            false => Value::Null,
+        };
         runs.push(json!({
             "form": format!("single, concurrency {clients}"), "result": published(&p),
-            "resources": sampler.finish(),
+            "resources": resources, "statements": statements,
         }));
     }
     let sampler = world.sampler().await?;

@@ -158,8 +158,8 @@ async fn api_keys_revoke_all(client: &impl GenericClient, app_id: AppId) -> Resu
     Ok(())
 }
 
-/// Deletes an app: its keys stop working at once, its endpoints are deleted and their pending
-/// deliveries cancelled, all in one transaction. History stays queryable in the database.
+/// Deletes an app: its keys are revoked, its endpoints are deleted and their pending deliveries
+/// cancelled, all in one transaction (processes that remember its keys forget them: key_cache.rs). History stays queryable in the database.
 pub async fn app_delete(store: &Store, id: AppId) -> Result<bool, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;

@@ -193,14 +193,14 @@ impl AppsApi {
 
     /// Delete an app (admin)
     ///
-    /// Its keys stop working at once; its endpoints are deleted and their pending deliveries
-    /// cancelled.
+    /// Its keys stop working at once (on other hookd processes sharing the database, within a
+    /// second); its endpoints are deleted and their pending deliveries cancelled.
     #[oai(path = "/v1/apps/:id", method = "delete", tag = "Tag::Apps")]
     async fn delete_app(&self, auth: AdminToken, id: Path<Id<AppId>>) -> ApiResult<Deleted> {
         self.0.check_admin(&auth).await?;
         let Path(Id(id)) = id;
+        let _forget = self.0.keys.forget_app_after(id);
         if store::app_delete(&self.0.store, id).await? {
-            self.0.keys.forget_app(id);
             Ok(Deleted::NoContent)
         } else {
             Err(ApiError::not_found("app"))
@@ -235,7 +235,7 @@ impl AppsApi {
         auth: AppKey,
         body: Json<CreateApiKey>,
     ) -> ApiResult<KeyCreatedResponse> {
-        let app_id = self.0.app_of(&auth).await?;
+        let app_id = self.0.app_of_uncached(&auth).await?;
         let (info, key) =
             store::api_key_create(&self.0.store, app_id, body.name.as_deref()).await?;
         Ok(KeyCreatedResponse::Created(Json(key_created(info, &key))))
@@ -268,10 +268,10 @@ impl AppsApi {
     /// hookd processes sharing the database, within a second.
     #[oai(path = "/v1/api-keys/:id", method = "delete", tag = "Tag::Apps")]
     async fn revoke_key(&self, auth: AppKey, id: Path<Id<ApiKeyId>>) -> ApiResult<Deleted> {
-        let app_id = self.0.app_of(&auth).await?;
+        let app_id = self.0.app_of_uncached(&auth).await?;
         let Path(Id(id)) = id;
+        let _forget = self.0.keys.forget_app_after(app_id);
         if store::api_key_revoke(&self.0.store, app_id, id).await? {
-            self.0.keys.forget_app(app_id);
             Ok(Deleted::NoContent)
         } else {
             Err(ApiError::not_found("API key"))

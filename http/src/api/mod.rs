@@ -39,7 +39,8 @@ pub struct ApiState {
     pub allow_private_targets: bool,
     /// Live figures, shared between the dashboards that ask at the same moment.
     pub readings: stats::Readings,
-    /// Apps of the API keys seen in the last second.
+    /// Apps of the API keys seen in the last second: a busy client would otherwise cost a
+    /// query per request.
     pub keys: KeyCache,
 }
 
@@ -72,16 +73,27 @@ pub struct AdminToken(Bearer);
 pub struct AppKey(Bearer);
 
 impl ApiState {
-    /// The app whose key this is. A key that is unknown or revoked is refused with 401; the admin
-    /// token, valid but not an app's, with 403. A key revoked through another process may still
-    /// pass for up to [`hookd_engine::key_cache::KEY_CACHE_TTL`].
+    /// The app whose key this is. A key that is unknown, revoked or of a deleted app is refused
+    /// with 401; the admin token, valid but not an app's, with 403. A key revoked (or an app
+    /// deleted) through another process may still pass for up to
+    /// [`hookd_engine::key_cache::KEY_CACHE_TTL`].
     async fn app_of(&self, key: &AppKey) -> ApiResult<AppId> {
-        let presented = &key.0.token;
-        match self
-            .keys
-            .app_of(&self.store, &ApiKey::presented(presented))
-            .await?
-        {
+        let key = ApiKey::presented(&key.0.token);
+        let app = self.keys.app_of(&self.store, &key).await?;
+        self.app_or_refusal(app, &key)
+    }
+
+    /// [`Self::app_of`] from the database, for the routes that manage keys: a key revoked
+    /// through another process must not mint a lasting key in its last second.
+    async fn app_of_uncached(&self, key: &AppKey) -> ApiResult<AppId> {
+        let key = ApiKey::presented(&key.0.token);
+        let app = app_store::api_key_find_app(&self.store, &key).await?;
+        self.app_or_refusal(app, &key)
+    }
+
+    fn app_or_refusal(&self, app: Option<AppId>, key: &ApiKey) -> ApiResult<AppId> {
+        let presented = key.expose();
+        match app {
             Some(app) => Ok(app),
             None if self.is_admin_token(presented) => Err(ApiError::new(
                 ProblemKind::Forbidden,

@@ -293,7 +293,7 @@ fn markdown(doc: &Value) -> String {
     for (scenario, run) in profiled {
         let profile = &run["statements"];
         let (what, per) = match scenario {
-            "ingest" => ("ingest run", "published"),
+            "ingest" => ("ingest run of", "published"),
             _ => ("end-to-end run at", "delivered"),
         };
         let _ = writeln!(

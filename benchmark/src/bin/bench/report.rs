@@ -282,18 +282,21 @@ fn markdown(doc: &Value) -> String {
             let _ = writeln!(md, "| {name} | {form} | {figures} |");
         }
     }
-    let profiled = ["ingest", "end_to_end"].into_iter().flat_map(|scenario| {
-        doc["scenarios"][scenario]["runs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| !r["statements"].is_null())
-            .map(move |r| (scenario, r))
-    });
+    let profiled = ["ingest", "end_to_end", "wake_up"]
+        .into_iter()
+        .flat_map(|scenario| {
+            doc["scenarios"][scenario]["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| !r["statements"].is_null())
+                .map(move |r| (scenario, r))
+        });
     for (scenario, run) in profiled {
         let profile = &run["statements"];
         let (what, per) = match scenario {
             "ingest" => ("ingest run of", "published"),
+            "wake_up" => ("wake-up run woken by", "delivered"),
             _ => ("end-to-end run at", "delivered"),
         };
         let _ = writeln!(

@@ -389,12 +389,21 @@ async fn wake_up(bench: &Bench) -> anyhow::Result<Value> {
         let world = World::start(bench, "wake_up", roles, &env).await?;
         let receiver = world.receiver(fast(), HANG).await?;
         world.endpoint(&receiver, "w", "bench.wake", None).await?;
+        // Where the NOTIFY run's latency goes: the publish's ack (its commit) is the first part,
+        // the claim statement that the wake-up runs is in PostgreSQL's profile.
+        let profiled = form == "NOTIFY" && world.db.reset_statements().await;
         let sampler = world.sampler().await?;
         let p = load::at_rate(&world.api, &world.key, &types("bench.wake"), 10, run, 16).await;
         let arrivals =
             wait_for_arrivals(&receiver, p.events as usize, Duration::from_secs(60)).await?;
+        let resources = sampler.finish();
+        let statements = match profiled {
+            true => world.db.statements(arrivals.len()).await?,
+            false => Value::Null,
+        };
         runs.push(json!({
-            "form": form, "delivery": delivered(&arrivals), "resources": sampler.finish(),
+            "form": form, "published": published(&p), "delivery": delivered(&arrivals),
+            "resources": resources, "statements": statements,
         }));
         world.stop().await?;
     }

@@ -159,7 +159,8 @@ async fn api_keys_revoke_all(client: &impl GenericClient, app_id: AppId) -> Resu
 }
 
 /// Deletes an app: its keys are revoked, its endpoints are deleted and their pending deliveries
-/// cancelled, all in one transaction (processes that remember its keys forget them: key_cache.rs). History stays queryable in the database.
+/// cancelled, all in one transaction. History stays queryable in the database. Processes that
+/// remember its keys (key_cache.rs) forget them within a second, the caller's at once.
 pub async fn app_delete(store: &Store, id: AppId) -> Result<bool, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;

@@ -176,6 +176,14 @@ impl Database {
         }))
     }
 
+    /// [`Database::statements`] when the run was profiled (its reset succeeded), else null.
+    pub async fn statements_if(&self, profiled: bool, delivered: usize) -> anyhow::Result<Value> {
+        match profiled {
+            true => self.statements(delivered).await,
+            false => Ok(Value::Null),
+        }
+    }
+
     pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
         Ok(self.client.query_one(sql, &[]).await?.get(0))
     }

@@ -276,10 +276,7 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
         )
         .await;
         let resources = sampler.finish();
-        let statements = match profiled {
-            true => world.db.statements(p.events as usize).await?,
-            false => Value::Null,
-        };
+        let statements = world.db.statements_if(profiled, p.events as usize).await?;
         runs.push(json!({
             "form": format!("single, concurrency {clients}"), "result": published(&p),
             "resources": resources, "statements": statements,
@@ -339,10 +336,7 @@ async fn end_to_end(bench: &Bench) -> anyhow::Result<Value> {
         let p = load::at_rate(&world.api, &world.key, &types("bench.e2e"), rate, run, 1024).await;
         let arrivals =
             wait_for_arrivals(&receiver, p.events as usize, Duration::from_secs(120)).await?;
-        let statements = match profiled {
-            true => world.db.statements(arrivals.len()).await?,
-            false => Value::Null,
-        };
+        let statements = world.db.statements_if(profiled, arrivals.len()).await?;
         runs.push(json!({
             "form": format!("{rate}/s offered"), "published": published(&p),
             "delivery": delivered(&arrivals), "resources": sampler.finish(),
@@ -397,10 +391,7 @@ async fn wake_up(bench: &Bench) -> anyhow::Result<Value> {
         let arrivals =
             wait_for_arrivals(&receiver, p.events as usize, Duration::from_secs(60)).await?;
         let resources = sampler.finish();
-        let statements = match profiled {
-            true => world.db.statements(arrivals.len()).await?,
-            false => Value::Null,
-        };
+        let statements = world.db.statements_if(profiled, arrivals.len()).await?;
         runs.push(json!({
             "form": form, "published": published(&p), "delivery": delivered(&arrivals),
             "resources": resources, "statements": statements,
@@ -683,10 +674,7 @@ async fn long_reader(bench: &Bench) -> anyhow::Result<Value> {
         )
         .await;
         let arrivals = take_arrivals(&receiver);
-        let statements = match profiled {
-            true => world.db.statements(arrivals.len()).await?,
-            false => Value::Null,
-        };
+        let statements = world.db.statements_if(profiled, arrivals.len()).await?;
         if with_reader {
             reader.batch_execute("COMMIT").await?;
         }

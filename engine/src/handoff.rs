@@ -1,8 +1,8 @@
 //! Leasing at publish: the hand-off from a process's publisher to the worker in the same process.
 //!
 //! When the worker has idle slots and the queue had nothing due at its last claim, a publish
-//! transaction may lease the deliveries it creates to that worker itself (create_deliveries.sql)
-//! and hand them over once it commits. They skip what a queued delivery waits for: the NOTIFY,
+//! transaction may lease the deliveries it creates to that worker itself (create_deliveries.sql
+//! and its by-type form) and hand them over once it commits. They skip what a queued delivery waits for: the NOTIFY,
 //! the claim statement and its commit. Nothing else changes: the lease, its log row and its
 //! expiry are the claim's, so a process that dies with handed-off deliveries leaves them to be
 //! claimed again when their leases run out, like any other.

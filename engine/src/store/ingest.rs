@@ -160,6 +160,7 @@ async fn endpoints_lock_laned_targets(
 }
 
 const CREATE_DELIVERIES_SQL: &str = include_str!("create_deliveries.sql");
+const CREATE_DELIVERIES_BY_TYPE_SQL: &str = include_str!("create_deliveries_by_type.sql");
 
 /// Deliveries a publish may lease to a worker in its own process (engine/src/handoff.rs).
 #[derive(Debug, Clone, Copy)]
@@ -172,11 +173,40 @@ pub struct LeaseAtPublish<'a> {
     pub lease_margin: Duration,
 }
 
+impl LeaseAtPublish<'_> {
+    /// The fan-out statements' numbers for leasing: the slots, the default timeout and the
+    /// margin (milliseconds); zeros when nothing is leased.
+    fn numbers(lease: Option<Self>) -> (i64, i64, i64) {
+        (
+            lease.map_or(0, |l| i64::try_from(l.slots).unwrap_or(i64::MAX)),
+            lease.map_or(0, |l| millis(l.default_timeout)),
+            lease.map_or(0, |l| millis(l.lease_margin)),
+        )
+    }
+}
+
 /// The deliveries a publish created, and those of them it leased.
 #[derive(Debug, Default)]
 struct Created {
     deliveries: Vec<(Uuid, DeliveryId, EndpointId)>,
     leased: Vec<Claimed>,
+}
+
+impl Created {
+    fn from_rows(store: &Store, rows: &[tokio_postgres::Row]) -> Result<Self, StoreError> {
+        let mut created = Self::default();
+        for r in rows {
+            created.deliveries.push((
+                r.try_get("event_id")?,
+                DeliveryId(r.try_get("id")?),
+                EndpointId(r.try_get("endpoint_id")?),
+            ));
+            if r.try_get("leased")? {
+                created.leased.push(claimed_from_row(store, r)?);
+            }
+        }
+        Ok(created)
+    }
 }
 
 /// Creates the events' deliveries with their `created` log rows, leasing some when asked (see
@@ -189,6 +219,7 @@ async fn deliveries_create_for_events(
     lease: Option<LeaseAtPublish<'_>>,
 ) -> Result<Created, StoreError> {
     let stmt = client.prepare_cached(CREATE_DELIVERIES_SQL).await?;
+    let (slots, timeout, margin) = LeaseAtPublish::numbers(lease);
     let rows = client
         .query(
             &stmt,
@@ -202,24 +233,49 @@ async fn deliveries_create_for_events(
                 &millis(fairness::FAIR_HORIZON),
                 &fairness::FAIR_SPACING_MS,
                 &lease.map(|l| l.worker_id),
-                &lease.map_or(0, |l| i64::try_from(l.slots).unwrap_or(i64::MAX)),
-                &lease.map_or(0, |l| millis(l.default_timeout)),
-                &lease.map_or(0, |l| millis(l.lease_margin)),
+                &slots,
+                &timeout,
+                &margin,
             ],
         )
         .await?;
-    let mut created = Created::default();
+    Created::from_rows(store, &rows)
+}
+
+/// Creates the deliveries of events that are all matched by type, like
+/// [`deliveries_create_for_events`] but cheaper (see `create_deliveries_by_type.sql`); `None`,
+/// having created nothing, when an endpoint they reach has a lane.
+async fn deliveries_create_by_type_unless_laned(
+    store: &Store,
+    client: &impl GenericClient,
+    app_id: AppId,
+    batch: &FreshEvents<'_>,
+    lease: Option<LeaseAtPublish<'_>>,
+) -> Result<Option<Created>, StoreError> {
+    let stmt = client.prepare_cached(CREATE_DELIVERIES_BY_TYPE_SQL).await?;
+    let (slots, timeout, margin) = LeaseAtPublish::numbers(lease);
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &app_id.0,
+                &batch.ids,
+                &batch.types,
+                &millis(fairness::FAIR_HORIZON),
+                &fairness::FAIR_SPACING_MS,
+                &lease.map(|l| l.worker_id),
+                &slots,
+                &timeout,
+                &margin,
+            ],
+        )
+        .await?;
     for r in &rows {
-        created.deliveries.push((
-            r.try_get("event_id")?,
-            DeliveryId(r.try_get("id")?),
-            EndpointId(r.try_get("endpoint_id")?),
-        ));
-        if r.try_get("leased")? {
-            created.leased.push(claimed_from_row(store, r)?);
+        if r.try_get::<_, bool>("lane_found")? {
+            return Ok(None);
         }
     }
-    Ok(created)
+    Created::from_rows(store, &rows).map(Some)
 }
 
 /// The events of a publish that are new (not replays), as the statements take them.
@@ -259,12 +315,13 @@ impl<'a> FreshEvents<'a> {
 }
 
 /// Inserts new events and fans them out: the events, the lock on their laned endpoints, then
-/// their deliveries, in that order. The three statements go out together (pipelined), one round
-/// trip instead of three, which is most of a publish transaction's time under load. A statement
-/// is sent when its future is first polled, the join polls them in its order (`biased`), and
-/// PostgreSQL runs them in the order they arrive; preparing all three first (a cache hit after
-/// each connection's first publish) keeps a first poll from waiting on a prepare, which would
-/// let a later one go ahead.
+/// their deliveries, in that order (and the full fan-out after them when the cheaper one finds
+/// a lane). The three statements go out together (pipelined), one round trip instead of three,
+/// which is most of a publish transaction's time under load. A statement is sent when its
+/// future is first polled, the join polls them in its order (`biased`), and PostgreSQL runs
+/// them in the order they arrive; preparing all three first (a cache hit after each
+/// connection's first publish) keeps a first poll from waiting on a prepare, which would let a
+/// later one go ahead.
 async fn events_insert_and_fan_out(
     store: &Store,
     client: &impl GenericClient,
@@ -272,24 +329,47 @@ async fn events_insert_and_fan_out(
     batch: &FreshEvents<'_>,
     lease: Option<LeaseAtPublish<'_>>,
 ) -> Result<Created, StoreError> {
+    // Events matched by type take the cheaper statement while none of their endpoints has a
+    // lane; an event that names its endpoints (even none) takes the full one.
+    let by_type = !batch.explicit.contains(&true);
+    let fan_out_sql = if by_type {
+        CREATE_DELIVERIES_BY_TYPE_SQL
+    } else {
+        CREATE_DELIVERIES_SQL
+    };
     for sql in [
         EVENTS_INSERT_SQL,
         ENDPOINTS_LOCK_LANED_TARGETS_SQL,
-        CREATE_DELIVERIES_SQL,
+        fan_out_sql,
     ] {
         client.prepare_cached(sql).await?;
     }
     // All three answer before any error is looked at, in statement order: after the first
     // failure the others fail only because the transaction is aborted.
+    if !by_type {
+        let (inserted, locked, created) = tokio::join!(
+            biased;
+            events_insert(client, app_id, batch),
+            endpoints_lock_laned_targets(client, app_id, batch),
+            deliveries_create_for_events(store, client, app_id, batch, lease),
+        );
+        inserted?;
+        locked?;
+        return created;
+    }
     let (inserted, locked, created) = tokio::join!(
         biased;
         events_insert(client, app_id, batch),
         endpoints_lock_laned_targets(client, app_id, batch),
-        deliveries_create_for_events(store, client, app_id, batch, lease),
+        deliveries_create_by_type_unless_laned(store, client, app_id, batch, lease),
     );
     inserted?;
     locked?;
-    created
+    match created? {
+        Some(created) => Ok(created),
+        // A lane among the endpoints: one more round trip, for apps that use lanes.
+        None => deliveries_create_for_events(store, client, app_id, batch, lease).await,
+    }
 }
 
 /// The deliveries of earlier events, for replayed idempotency keys.

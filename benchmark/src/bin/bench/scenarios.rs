@@ -297,6 +297,8 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
         "resources": sampler.finish(),
     }));
     for (size, requests, clients) in [(100, bench.pick(400, 10), 4), (1000, bench.pick(60, 2), 2)] {
+        // The largest batches, for the batch target's profile.
+        let profiled = size == 1000 && world.db.reset_statements().await;
         let sampler = world.sampler().await?;
         let p = load::batches(
             &world.api,
@@ -307,9 +309,11 @@ async fn ingest(bench: &Bench) -> anyhow::Result<Value> {
             clients,
         )
         .await;
+        let resources = sampler.finish();
+        let statements = world.db.statements_if(profiled, p.events as usize).await?;
         runs.push(json!({
             "form": format!("batch of {size}, {clients} clients"), "result": published(&p),
-            "resources": sampler.finish(),
+            "resources": resources, "statements": statements,
         }));
     }
     world.stop().await?;

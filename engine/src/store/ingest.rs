@@ -344,32 +344,36 @@ async fn events_insert_and_fan_out(
     ] {
         client.prepare_cached(sql).await?;
     }
-    // All three answer before any error is looked at, in statement order: after the first
-    // failure the others fail only because the transaction is aborted.
     if !by_type {
-        let (inserted, locked, created) = tokio::join!(
-            biased;
-            events_insert(client, app_id, batch),
-            endpoints_lock_laned_targets(client, app_id, batch),
-            deliveries_create_for_events(store, client, app_id, batch, lease),
-        );
-        inserted?;
-        locked?;
-        return created;
+        let fan_out = deliveries_create_for_events(store, client, app_id, batch, lease);
+        return events_insert_lock_and(client, app_id, batch, fan_out).await;
     }
-    let (inserted, locked, created) = tokio::join!(
-        biased;
-        events_insert(client, app_id, batch),
-        endpoints_lock_laned_targets(client, app_id, batch),
-        deliveries_create_by_type_unless_laned(store, client, app_id, batch, lease),
-    );
-    inserted?;
-    locked?;
-    match created? {
+    let fan_out = deliveries_create_by_type_unless_laned(store, client, app_id, batch, lease);
+    match events_insert_lock_and(client, app_id, batch, fan_out).await? {
         Some(created) => Ok(created),
         // A lane among the endpoints: one more round trip, for apps that use lanes.
         None => deliveries_create_for_events(store, client, app_id, batch, lease).await,
     }
+}
+
+/// Sends the events insert, the lane lock and `fan_out` together, in that order.
+async fn events_insert_lock_and<T>(
+    client: &impl GenericClient,
+    app_id: AppId,
+    batch: &FreshEvents<'_>,
+    fan_out: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    // All three answer before any error is looked at, in statement order: after the first
+    // failure the others fail only because the transaction is aborted.
+    let (inserted, locked, created) = tokio::join!(
+        biased;
+        events_insert(client, app_id, batch),
+        endpoints_lock_laned_targets(client, app_id, batch),
+        fan_out,
+    );
+    inserted?;
+    locked?;
+    created
 }
 
 /// The deliveries of earlier events, for replayed idempotency keys.

@@ -2,10 +2,10 @@
 //!
 //! When the worker has idle slots and the queue had nothing due at its last claim, a publish
 //! transaction may lease the deliveries it creates to that worker itself (create_deliveries.sql
-//! and its by-type form) and hand them over once it commits. They skip what a queued delivery waits for: the NOTIFY,
-//! the claim statement and its commit. Nothing else changes: the lease, its log row and its
-//! expiry are the claim's, so a process that dies with handed-off deliveries leaves them to be
-//! claimed again when their leases run out, like any other.
+//! and its by-type form) and hand them over once it commits. They skip what a queued delivery
+//! waits for: the NOTIFY, the claim statement and its commit. Nothing else changes: the lease,
+//! its log row and its expiry are the claim's, so a process that dies with handed-off
+//! deliveries leaves them to be claimed again when their leases run out, like any other.
 //!
 //! The worker offers slots only while nothing due waits in the queue and no endpoint it is
 //! sending to hangs, so handed-off deliveries never pass queued ones or crowd a hanging

@@ -113,9 +113,16 @@ fn num(value: &Value) -> Option<f64> {
 fn fmt(value: Option<f64>, unit: &str) -> String {
     match value {
         None => "not measured".into(),
-        Some(v) if unit == "%" => format!("{:.0} %", v * 100.0),
+        // One decimal, so that 79.8 % against a target of 80 % does not read as met.
+        Some(v) if unit == "%" => format!("{:.1} %", v * 100.0),
         Some(v) if v >= 100.0 => format!("{} {unit}", thousands(v.round() as u64)),
-        Some(v) => format!("{v:.1} {unit}"),
+        Some(v) if v >= 1.0 || v == 0.0 => format!("{v:.1} {unit}"),
+        // Two significant digits below one: a statement's share of a millisecond per event
+        // would otherwise read "0.0 ms".
+        Some(v) => {
+            let decimals = (1 - v.log10().floor() as i32).max(1) as usize;
+            format!("{v:.decimals$} {unit}")
+        }
     }
     .trim_end()
     .to_owned()
@@ -449,4 +456,20 @@ fn lines(scenario: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt;
+
+    #[test]
+    fn figures_keep_the_digits_a_target_needs() {
+        assert_eq!(fmt(Some(0.0412), "ms"), "0.041 ms");
+        assert_eq!(fmt(Some(0.41), "ms"), "0.41 ms");
+        assert_eq!(fmt(Some(2.34), "ms"), "2.3 ms");
+        assert_eq!(fmt(Some(0.0), "ms"), "0.0 ms");
+        assert_eq!(fmt(Some(12_291.4), "events/s"), "12,291 events/s");
+        assert_eq!(fmt(Some(0.798), "%"), "79.8 %");
+        assert_eq!(fmt(None, "ms"), "not measured");
+    }
 }
